@@ -1,0 +1,194 @@
+"""Plain-Python entry points: the magics are thin wrappers over these.
+
+    from trainorch_jupyter import api
+    api.start_pool(n=2)
+    job = api.distribute(source, namespace=globals(), pull=["model"])
+
+Usable from scripts and tests without IPython.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from typing import Any, Callable, Sequence
+
+from . import backends
+from .backends import UnknownFramework
+from .jobs.job import DEFAULT_GRACE, DistributedError, Job  # noqa: F401
+from .jobs.launch import LaunchError, check_pushable, launch
+from .jobs.source import CellError, detect_framework, parse
+from .pool.engine_pool import EnginePool, PoolError
+from .pool.leases import GpuLeaseError
+from .views.text import LiveText, status_text
+
+__all__ = [
+    "start_pool", "attach_pool", "stop_pool", "restart_pool", "pool_status", "current_pool",
+    "distribute", "Job", "DistributedError", "PoolError", "LaunchError", "UsageProblem",
+]
+
+_POOL: EnginePool | None = None
+_LOCK = threading.RLock()
+_JOBS: list[Job] = []
+
+# Errors that mean "the request was wrong": magics turn them into one-line UsageErrors.
+UsageProblem = (LaunchError, CellError, PoolError, GpuLeaseError, UnknownFramework)
+
+
+def current_pool() -> EnginePool | None:
+    with _LOCK:
+        if _POOL is not None and _POOL.closed:
+            return None
+        return _POOL
+
+
+def start_pool(n: int | None = None, *, launcher: str = "local", config: Any = None,
+               timeout: float = 120.0) -> EnginePool:
+    """Start this kernel's pool (one engine per free GPU, or ``n`` CPU engines)."""
+    global _POOL
+    with _LOCK:
+        if current_pool() is not None:
+            raise PoolError("a pool is already running in this kernel; %cluster stop it first")
+        _POOL = EnginePool.start(n, launcher=launcher, config=config, timeout=timeout)
+        return _POOL
+
+
+def attach_pool(*, profile: str | None = None, cluster_id: str | None = None,
+                url_file: str | None = None, timeout: float = 30.0) -> EnginePool:
+    """Use a cluster that is already running; it is left running when we detach."""
+    global _POOL
+    with _LOCK:
+        if current_pool() is not None:
+            raise PoolError("a pool is already in use in this kernel; %cluster stop it first")
+        _POOL = EnginePool.attach(profile=profile, cluster_id=cluster_id, url_file=url_file, timeout=timeout)
+        return _POOL
+
+
+def stop_pool() -> bool:
+    """Stop (or detach from) the pool; False when there was none."""
+    global _POOL
+    with _LOCK:
+        pool, _POOL = _POOL, None
+    if pool is None or pool.closed:
+        return False
+    for job in list(_JOBS):
+        if not job.done:
+            job.cancel("pool stopped")
+    pool.stop()
+    return True
+
+
+def restart_pool(engine: int | None = None) -> EnginePool:
+    pool = _require_pool()
+    for job in list(_JOBS):
+        if not job.done:
+            job.cancel("pool restarted")
+    pool.restart(engine)
+    return pool
+
+
+def pool_status() -> list[dict[str, Any]]:
+    return _require_pool().status()
+
+
+def _require_pool() -> EnginePool:
+    pool = current_pool()
+    if pool is None:
+        raise PoolError("no pool is running; start one with %cluster start")
+    return pool
+
+
+def ensure_pool(n: int | None = None, log: Callable[[str], None] = print) -> EnginePool:
+    """The running pool, or a freshly started default one (and say so)."""
+    with _LOCK:
+        pool = current_pool()
+        if pool is None:
+            pool = start_pool(n)
+            log(f"Started the default pool: {pool.describe()} (stop it with %cluster stop)")
+        return pool
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    ip = get_ipython()
+    return ip is not None and getattr(ip, "kernel", None) is not None
+
+
+def distribute(
+    source: str,
+    *,
+    namespace: dict[str, Any] | None = None,
+    framework: str | None = None,
+    n: int | None = None,
+    push: Sequence[str] = (),
+    pull: Sequence[str] = (),
+    gather: Sequence[str] = (),
+    backend: str | None = None,
+    timeout: float | None = None,
+    bg: bool = False,
+    grace: float = DEFAULT_GRACE,
+    show: bool = True,
+    log: Callable[[str], None] = print,
+) -> Job:
+    """Run ``source`` on ``n`` engines (default: the whole pool) as one distributed job.
+
+    Everything that can be checked is checked before anything is shipped.  With
+    ``bg=False`` (default) it blocks, showing output as it comes, and raises
+    :class:`DistributedError` when a rank fails; ``--pull`` values land in
+    ``namespace``.  With ``bg=True`` it returns the running :class:`Job` at once.
+    """
+    namespace = {} if namespace is None else namespace
+    tree = parse(source)
+    if framework is not None:
+        framework = backends.canonical(framework)
+    else:
+        framework = detect_framework(tree)
+    if framework is not None:
+        mod = backends.get(framework)
+        if not mod.is_available():
+            raise LaunchError(f"{framework} is not installed: {mod.install_hint()}")
+    if n is not None and n < 1:
+        raise LaunchError(f"-n must be a positive number of engines, got {n}")
+    if timeout is not None and timeout <= 0:
+        raise LaunchError(f"--timeout must be positive seconds, got {timeout:g}")
+    values = check_pushable(namespace, list(push))
+    pool = ensure_pool(n, log=log)
+    job = launch(
+        pool, source, framework=framework, n=n, backend=backend, timeout=timeout,
+        push_values=values, pull=list(pull), gather=list(gather), grace=grace,
+    )
+    with _LOCK:
+        _JOBS[:] = [j for j in _JOBS if not j.done][-50:] + [job]
+    if bg:
+        return job
+    view = LiveText(printer=log, display=_in_kernel()) if show else None
+
+    def tick(j: Job) -> None:
+        if view is not None:
+            view.lines(j.take_lines(), j.logs.paths)
+            view.status(j.snapshot)
+
+    try:
+        job.wait(on_tick=tick)
+    finally:
+        if view is not None:
+            view.lines(job.take_lines(), job.logs.paths)
+            view.final(job.snapshot)
+    for (kind, name), value in job.results.items():
+        namespace[name] = value
+    return job
+
+
+def jobs() -> list[Job]:
+    with _LOCK:
+        return list(_JOBS)
+
+
+def job_text(job: Job) -> str:
+    return status_text(job.snapshot)
+
+
+atexit.register(stop_pool)

@@ -1,0 +1,1 @@
+"""Jobs: plan ranks, ship a cell, watch it, collect, cancel."""

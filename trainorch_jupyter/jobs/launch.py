@@ -1,0 +1,162 @@
+"""Plan a distributed job on a pool and ship it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import ipyparallel as ipp
+from ipyparallel import serialize
+
+from .. import backends
+from ..pool.engine_pool import EnginePool
+from ..pool.remote import call
+from .job import DEFAULT_GRACE, Job, RankPlan
+
+RUN_CELL = "trainorch_jupyter.runtime.cell:run"
+RENDEZVOUS = "trainorch_jupyter.runtime.engine:rendezvous_address"
+
+
+class LaunchError(ValueError):
+    """The job cannot start as asked; nothing was sent to the engines."""
+
+
+def check_pushable(namespace: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """The values to push, or LaunchError naming the first missing or unpicklable one."""
+    values = {}
+    for name in names:
+        if name not in namespace:
+            raise LaunchError(f"--push {name}: no such name in the notebook; define it first")
+        value = namespace[name]
+        try:
+            serialize.serialize_object(value)
+        except Exception as e:
+            raise LaunchError(
+                f"--push {name}: a {type(value).__name__} cannot be sent to the engines "
+                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                "create it inside the cell instead"
+            ) from None
+        values[name] = value
+    return values
+
+
+def push(pool: EnginePool, engine_ids: list[int], values: dict[str, Any]) -> None:
+    """Send ``values`` to every engine once, through the broadcast scheduler
+    (one copy leaves the kernel, not one per engine)."""
+    if values:
+        pool.client.broadcast_view(targets=engine_ids).push(values, block=True)
+
+
+def plan(
+    pool: EnginePool,
+    *,
+    n: int | None,
+    framework: str | None,
+    backend: str | None,
+    timeout: float | None,
+    pull: list[str],
+    gather: list[str],
+) -> tuple[list[RankPlan], str, str | None, dict[str, Any]]:
+    """Choose ranks and build every rank's spec.  Returns (plans, backend, group_key, shared)."""
+    size = len(pool.slots)
+    if n is None:
+        n = size
+    if n < 1 or n > size:
+        raise LaunchError(
+            f"-n {n}: this pool has {size} engine{'s' if size != 1 else ''}; "
+            f"use -n 1..{size}, or %cluster start -n {n}"
+        )
+    alive = pool.alive_ids()
+    slots = pool.slots[:n]
+    dead = [s.slot for s in slots if s.engine_id not in alive]
+    if dead:
+        pool.heal()
+    ids = [s.engine_id for s in slots]
+    per_host: dict[str, int] = {}
+    for s in slots:
+        per_host[s.host] = per_host.get(s.host, 0) + 1
+    local: dict[str, int] = {}
+    backend_mod = backends.get(framework) if framework else None
+    group_key = None
+    master_addr, master_port = "", 0
+    if backend_mod is not None and hasattr(backend_mod, "default_backend"):
+        if backend is None:
+            backend = backend_mod.default_backend([s.device for s in slots])
+        elif backend not in backend_mod.BACKENDS:
+            raise LaunchError(f"--backend {backend}: use one of {', '.join(backend_mod.BACKENDS)}")
+        timeout = backend_mod.DEFAULT_TIMEOUT if timeout is None else timeout
+        group_key = f"{pool.id}:{pool.generation}:{','.join(map(str, ids))}:{backend}:{timeout:g}"
+    reuse = group_key is not None and pool.group_key == group_key
+    if group_key is not None and not reuse:
+        master_addr, master_port = pool.client[ids[0]].apply_sync(call, RENDEZVOUS, pool.controller_ip)
+    job_id = uuid.uuid4().hex[:12]
+    plans = []
+    for rank, s in enumerate(slots):
+        lr = local.get(s.host, 0)
+        local[s.host] = lr + 1
+        env: dict[str, str] = {}
+        if backend_mod is not None and group_key is not None:
+            env = backend_mod.rank_env(
+                rank=rank,
+                local_rank=lr,
+                world_size=n,
+                local_world_size=per_host[s.host],
+                master_addr=master_addr,
+                master_port=master_port,
+            )
+            if reuse:  # keep the address the group was formed with
+                env = {k: v for k, v in env.items() if k not in ("MASTER_ADDR", "MASTER_PORT")}
+        spec = {
+            "job_id": job_id,
+            "rank": rank,
+            "world_size": n,
+            "local_rank": lr,
+            "local_world_size": per_host[s.host],
+            "framework": framework,
+            "env": env,
+            "filename": f"<distribute-cell {job_id}>",
+            "pull": pull,
+            "gather": gather,
+            "setup": getattr(backend_mod, "SETUP", None) if group_key else None,
+            "teardown": getattr(backend_mod, "TEARDOWN", None) if group_key else None,
+            "prepare": getattr(backend_mod, "PREPARE", None),
+            "group_key": group_key,
+            "reuse": reuse,
+            "backend": backend,
+            "timeout": timeout,
+            "master_addr": master_addr,
+            "master_port": master_port,
+        }
+        plans.append(
+            RankPlan(rank, s.engine_id, s.host, s.device, lr, per_host[s.host], spec)
+        )
+    return plans, backend or "", group_key, {"job_id": job_id}
+
+
+def launch(
+    pool: EnginePool,
+    source: str,
+    *,
+    framework: str | None,
+    n: int | None = None,
+    backend: str | None = None,
+    timeout: float | None = None,
+    push_values: dict[str, Any] | None = None,
+    pull: list[str] | None = None,
+    gather: list[str] | None = None,
+    grace: float = DEFAULT_GRACE,
+) -> Job:
+    plans, backend_name, group_key, shared = plan(
+        pool, n=n, framework=framework, backend=backend, timeout=timeout,
+        pull=pull or [], gather=gather or [],
+    )
+    try:
+        push(pool, [p.engine_id for p in plans], push_values or {})
+    except ipp.RemoteError as e:
+        raise LaunchError(f"--push failed on the engines: {e.ename}: {e.evalue}") from None
+    job = Job(
+        pool, shared["job_id"], source, plans,
+        framework=framework or "", backend=backend_name, group_key=group_key, grace=grace,
+    )
+    job.submit(call, RUN_CELL)
+    return job

@@ -1,0 +1,180 @@
+"""IPython magics: parse flags, raise UsageError, call :mod:`trainorch_jupyter.api`."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from . import api
+
+
+def _names(value: str | None) -> list[str]:
+    if not value:
+        return []
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in names if not v.isidentifier()]
+    if bad:
+        raise UsageError(f"{bad[0]!r} is not a Python name; give names separated by commas")
+    return names
+
+
+def _usage(e: Exception) -> UsageError:
+    return UsageError(str(e).splitlines()[0])
+
+
+def _status_table(rows: list[dict[str, Any]]) -> str:
+    cols = ["engine", "rank", "host", "pid", "device", "threads", "state"]
+    table = [cols] + [[str(r[c]) for c in cols] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table)
+
+
+@magics_class
+class TrainorchMagics(Magics):
+    # ------------------------------------------------------------------ %cluster
+    @line_magic
+    def cluster(self, line: str) -> None:
+        """Manage the engine pool.
+
+        %cluster start [-n N] [--launcher local|mpi|slurm|ssh|...] [--Class.trait=value ...]
+        %cluster status
+        %cluster stop
+        %cluster restart [--engine K]
+        %cluster attach [--profile P] [--cluster-id ID] [--file CONNECTION_JSON]
+        """
+        try:
+            argv = shlex.split(line)
+        except ValueError as e:
+            raise UsageError(f"%cluster: {e}") from None
+        if not argv:
+            raise UsageError("%cluster needs a command: start, status, stop, restart or attach")
+        cmd, rest = argv[0], argv[1:]
+        handler = {
+            "start": self._start, "status": self._status, "stop": self._stop,
+            "restart": self._restart, "attach": self._attach,
+        }.get(cmd)
+        if handler is None:
+            raise UsageError(f"%cluster {cmd}: unknown command; use start, status, stop, restart or attach")
+        try:
+            handler(rest)
+        except api.UsageProblem as e:
+            raise _usage(e) from None
+
+    def _start(self, argv: list[str]) -> None:
+        import argparse
+
+        parser = argparse.ArgumentParser(prog="%cluster start", add_help=False)
+        parser.add_argument("-n", "--engines", type=int, default=None)
+        parser.add_argument("--launcher", default="local")
+        parser.add_argument("--timeout", type=float, default=120.0)
+        opts, extra = _parse(parser, argv)
+        config = None
+        if extra:
+            bad = [a for a in extra if not (a.startswith("--") and "." in a.split("=", 1)[0])]
+            if bad:
+                raise UsageError(
+                    f"%cluster start: unknown option {bad[0]}; ipyparallel options look like --Class.trait=value"
+                )
+            from traitlets.config.loader import KVArgParseConfigLoader
+
+            config = KVArgParseConfigLoader(extra).load_config()
+        pool = api.start_pool(opts.engines, launcher=opts.launcher, config=config, timeout=opts.timeout)
+        print(f"Started pool: {pool.describe()}")
+
+    def _status(self, argv: list[str]) -> None:
+        if argv:
+            raise UsageError("%cluster status takes no options")
+        pool = api.current_pool()
+        if pool is None:
+            print("No pool is running. %%distribute starts one, or use %cluster start -n N.")
+            return
+        kind = "owned" if pool.owned else "attached"
+        print(f"Pool {pool.id} ({kind}, {pool.launcher} launcher): {pool.describe()}")
+        print(_status_table(pool.status()))
+
+    def _stop(self, argv: list[str]) -> None:
+        if argv:
+            raise UsageError("%cluster stop takes no options")
+        pool = api.current_pool()
+        owned = pool is not None and pool.owned
+        if api.stop_pool():
+            print("Pool stopped." if owned else "Detached from the pool (it keeps running).")
+        else:
+            print("No pool is running.")
+
+    def _restart(self, argv: list[str]) -> None:
+        import argparse
+
+        parser = argparse.ArgumentParser(prog="%cluster restart", add_help=False)
+        parser.add_argument("--engine", type=int, default=None)
+        opts, extra = _parse(parser, argv)
+        if extra:
+            raise UsageError(f"%cluster restart: unknown option {extra[0]}")
+        pool = api.restart_pool(opts.engine)
+        what = f"engine {opts.engine}" if opts.engine is not None else "all engines"
+        print(f"Restarted {what}: {pool.describe()}")
+
+    def _attach(self, argv: list[str]) -> None:
+        import argparse
+
+        parser = argparse.ArgumentParser(prog="%cluster attach", add_help=False)
+        parser.add_argument("--profile", default=None)
+        parser.add_argument("--cluster-id", default=None)
+        parser.add_argument("--file", default=None)
+        parser.add_argument("--timeout", type=float, default=30.0)
+        opts, extra = _parse(parser, argv)
+        if extra:
+            raise UsageError(f"%cluster attach: unknown option {extra[0]}")
+        pool = api.attach_pool(
+            profile=opts.profile, cluster_id=opts.cluster_id, url_file=opts.file, timeout=opts.timeout
+        )
+        print(f"Attached to {pool.describe()}")
+
+    # ------------------------------------------------------------------ %%distribute
+    @magic_arguments()
+    @argument("--framework", "-f", default=None, help="torch (default: detected from the cell's imports)")
+    @argument("-n", "--engines", type=int, default=None, help="use the first N engines of the pool")
+    @argument("--push", default=None, help="kernel names to send to every rank: a,b")
+    @argument("--pull", default=None, help="names whose rank-0 value comes back into the notebook")
+    @argument("--gather", default=None, help="names collected from every rank into a list, in rank order")
+    @argument("--backend", default=None, help="gloo or nccl (default: nccl when every rank has a GPU)")
+    @argument("--timeout", type=float, default=None,
+              help="rendezvous/collective timeout in seconds (default 300)")
+    @argument("--grace", type=float, default=None,
+              help="seconds a cancelled rank gets before its engine is killed (default 5)")
+    @argument("--bg", action="store_true", help="return a Job handle at once instead of blocking")
+    @cell_magic
+    def distribute(self, line: str, cell: str) -> Any:
+        """Run this cell on the engine pool as a distributed job."""
+        args = parse_argstring(self.distribute, line)
+        if args.grace is not None and args.grace < 0:
+            raise UsageError("--grace must be zero or more seconds")
+        try:
+            job = api.distribute(
+                cell,
+                namespace=self.shell.user_ns,
+                framework=args.framework,
+                n=args.engines,
+                push=_names(args.push),
+                pull=_names(args.pull),
+                gather=_names(args.gather),
+                backend=args.backend,
+                timeout=args.timeout,
+                bg=args.bg,
+                grace=api.DEFAULT_GRACE if args.grace is None else args.grace,
+            )
+        except api.UsageProblem as e:
+            raise _usage(e) from None
+        self.shell.user_ns["_job"] = job
+        return job if args.bg else None
+
+
+def _parse(parser: Any, argv: list[str]) -> tuple[Any, list[str]]:
+    try:
+        return parser.parse_known_args(argv)
+    except SystemExit:
+        raise UsageError(f"{parser.prog}: bad options {' '.join(argv)!r}") from None

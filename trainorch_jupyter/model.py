@@ -1,0 +1,179 @@
+"""The shared vocabulary: Events and the Snapshot they reduce to.
+
+Everything a job does is an append-only stream of :class:`Event` objects.  A
+:class:`Snapshot` is ``reduce(events)``: the job's fields plus one row per rank.
+The text view, the widget panel, the run store and the REST API all render the
+same Snapshot through :meth:`Snapshot.to_json`.
+
+This module imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+# job kinds
+DISTRIBUTE = "distribute"
+TUNE = "tune"
+TRIAL = "trial"
+VALIDATE = "validate"
+
+# event kinds
+JOB = "job"          # job created: data holds the job's static fields
+STATUS = "status"    # state change of the job (rank None) or of one rank
+METRIC = "metric"    # a report(): step/total and metrics
+OUTPUT = "output"    # a chunk of a rank's stdout/stderr: data = {"stream", "text"}
+TRIAL_UPDATE = "trial"
+
+# states
+PENDING = "pending"
+RUNNING = "running"
+DONE = "done"
+FAILED = "failed"
+CANCELLED = "cancelled"
+LOST = "lost"
+FINAL_STATES = frozenset({DONE, FAILED, CANCELLED, LOST})
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened to a job, in order (``seq``) and in time."""
+
+    job_id: str
+    seq: int
+    kind: str
+    rank: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    time: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RankRow:
+    """What is known about one rank of a job."""
+
+    rank: int
+    engine_id: int | None = None
+    host: str = ""
+    device: str = ""
+    state: str = PENDING
+    step: int | None = None
+    total: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    lines: int = 0
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Snapshot:
+    """The state of one job, as reduced from its events."""
+
+    id: str = ""
+    kind: str = DISTRIBUTE
+    parent_id: str | None = None
+    framework: str = ""
+    backend: str = ""
+    world_size: int = 0
+    state: str = PENDING
+    created: float | None = None
+    started: float | None = None
+    ended: float | None = None
+    step: int | None = None
+    total: int | None = None
+    source: str = ""
+    error: str = ""
+    ranks: dict[int, RankRow] = field(default_factory=dict)
+    last_seq: int = -1
+
+    # -- reduction -----------------------------------------------------------------
+    def apply(self, ev: Event) -> "Snapshot":
+        """Fold one event into this snapshot (in place) and return it."""
+        if ev.seq <= self.last_seq:
+            return self  # replayed or duplicated: events are idempotent by seq
+        self.last_seq = ev.seq
+        d = ev.data
+        if ev.kind == JOB:
+            self.id = ev.job_id
+            self.created = ev.time
+            for key in ("kind", "parent_id", "framework", "backend", "world_size", "source"):
+                if key in d:
+                    setattr(self, key, d[key])
+            for r in d.get("ranks", []):
+                self.ranks[r["rank"]] = RankRow(
+                    rank=r["rank"],
+                    engine_id=r.get("engine_id"),
+                    host=r.get("host", ""),
+                    device=r.get("device", ""),
+                )
+        elif ev.kind == STATUS:
+            state = d["state"]
+            if ev.rank is None:
+                self.state = state
+                if state == RUNNING and self.started is None:
+                    self.started = ev.time
+                if state in FINAL_STATES:
+                    self.ended = ev.time
+                    for row in self.ranks.values():
+                        if row.state in (PENDING, RUNNING):
+                            row.state = state if state != DONE else DONE
+                if d.get("error"):
+                    self.error = d["error"]
+            else:
+                row = self._row(ev.rank)
+                row.state = state
+                if d.get("error"):
+                    row.error = d["error"]
+        elif ev.kind == METRIC:
+            row = self._row(ev.rank)
+            if d.get("step") is not None:
+                row.step = d["step"]
+            if d.get("total") is not None:
+                row.total = d["total"]
+            row.metrics.update(d.get("metrics", {}))
+            if ev.rank == 0 or self.step is None:
+                self.step, self.total = row.step, row.total
+        elif ev.kind == OUTPUT:
+            self._row(ev.rank).lines += d.get("text", "").count("\n")
+        return self
+
+    def _row(self, rank: int | None) -> RankRow:
+        key = -1 if rank is None else rank
+        if key not in self.ranks:
+            self.ranks[key] = RankRow(rank=key)
+        return self.ranks[key]
+
+    # -- derived -------------------------------------------------------------------
+    @property
+    def elapsed(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.ended or time.time()) - self.started
+
+    @property
+    def eta(self) -> float | None:
+        el = self.elapsed
+        if el is None or not self.step or not self.total or self.state != RUNNING:
+            return None
+        return el * (self.total - self.step) / self.step
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["ranks"] = [self.ranks[k].to_json() for k in sorted(self.ranks)]
+        out["elapsed"] = self.elapsed
+        out["eta"] = self.eta
+        return out
+
+
+def reduce(events: Iterable[Event]) -> Snapshot:
+    """Snapshot = reduce(events)."""
+    snap = Snapshot()
+    for ev in sorted(events, key=lambda e: e.seq):
+        snap.apply(ev)
+    return snap

@@ -1,0 +1,1 @@
+"""The engine pool: ipyparallel engines, one per GPU, owned or attached."""

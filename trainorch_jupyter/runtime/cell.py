@@ -1,0 +1,79 @@
+"""Run one ``%%distribute`` cell on this engine, as one rank of a job."""
+
+from __future__ import annotations
+
+import importlib
+import linecache
+import os
+import sys
+from typing import Any
+
+from ._state import STATE
+from .engine import user_namespace
+from .report import REPORTER
+
+
+def _call(target: str | None, *args: Any) -> Any:
+    if not target:
+        return None
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)(*args)
+
+
+def _compile(source: str, filename: str) -> Any:
+    from IPython import get_ipython
+
+    ip = get_ipython()
+    code = ip.transform_cell(source) if ip is not None else source
+    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+    return compile(code, filename, "exec")
+
+
+def run(source: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Set this rank up, run ``source`` in the engine namespace, return what was asked for.
+
+    On any failure (an exception, an interrupt) the rank tears down its process
+    group before the error leaves the engine, so peers blocked in a collective
+    with it fail at once instead of waiting for a timeout.
+    """
+    os.environ.update(spec["env"])
+    for key in ("rank", "world_size", "local_rank", "local_world_size", "job_id", "framework"):
+        STATE[key] = spec[key]
+    REPORTER.start(spec["job_id"])
+    ns = user_namespace()
+    try:
+        _call(spec.get("setup"), spec)
+        code = _compile(source, spec["filename"])
+        exec(code, ns)
+        out: dict[str, Any] = {"pull": {}, "gather": {}}
+        wanted = [("gather", n) for n in spec.get("gather", [])]
+        if spec["rank"] == 0:
+            wanted += [("pull", n) for n in spec.get("pull", [])]
+        for kind, name in wanted:
+            if name not in ns:
+                raise NameError(
+                    f"--{kind} {name}: the cell did not define {name!r} on rank {spec['rank']}"
+                )
+            value = ns[name]
+            if spec.get("prepare"):
+                value = _call(spec["prepare"], value)
+            out[kind][name] = value
+        return out
+    except BaseException:
+        try:
+            _call(spec.get("teardown"))
+        except Exception:
+            pass
+        raise
+    finally:
+        REPORTER.stop()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+
+
+def teardown(target: str | None) -> None:
+    """Tear down the framework's distributed state on this engine."""
+    _call(target)

@@ -1,0 +1,1 @@
+"""The run store: everything a job writes, under ``TRAINORCH_HOME``."""

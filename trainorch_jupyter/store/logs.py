@@ -1,0 +1,39 @@
+"""Per-rank log files: the full output of every rank, written as it arrives."""
+
+from __future__ import annotations
+
+import threading
+
+from . import paths
+
+
+class RankLogs:
+    """Append-only log files ``jobs/<id>/rank-<k>.log``; the kernel is the only writer."""
+
+    def __init__(self, job_id: str, ranks: list[int]) -> None:
+        self.job_id = job_id
+        self.paths = {r: paths.rank_log(job_id, r) for r in ranks}
+        self._files = {r: open(p, "a", encoding="utf-8", errors="replace") for r, p in self.paths.items()}
+        self._lock = threading.Lock()
+
+    def write(self, rank: int, text: str) -> None:
+        with self._lock:
+            f = self._files.get(rank)
+            if f is not None and not f.closed:
+                f.write(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            for f in self._files.values():
+                if not f.closed:
+                    f.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            for f in self._files.values():
+                f.close()
+
+    def read(self, rank: int) -> str:
+        self.flush()
+        with open(self.paths[rank], encoding="utf-8", errors="replace") as f:
+            return f.read()

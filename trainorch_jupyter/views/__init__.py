@@ -1,0 +1,1 @@
+"""Render Snapshots: plain text (nbval-stable) now, widget panels later."""

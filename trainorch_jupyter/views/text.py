@@ -1,0 +1,96 @@
+"""Plain-text rendering of a job's Snapshot and its live output.
+
+Everything here is deterministic for a deterministic job: no ids, host names,
+addresses or timings in the text form, so notebooks compare cleanly under nbval.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..model import FINAL_STATES, Snapshot
+
+LINES_PER_REFRESH = 40   # per rank, per refresh: keeps IOPub far below Jupyter's rate limits
+
+
+def fmt_value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def fmt_metrics(metrics: dict[str, Any]) -> str:
+    return " ".join(f"{k}={fmt_value(v)}" for k, v in sorted(metrics.items()))
+
+
+def progress(step: int | None, total: int | None) -> str:
+    if step is None:
+        return "-"
+    return f"{step}/{total}" if total else str(step)
+
+
+def status_text(snap: Snapshot) -> str:
+    """The job as a small table: one line per rank."""
+    head = f"{snap.framework or 'python'} job on {snap.world_size} rank{'s' if snap.world_size != 1 else ''}"
+    if snap.backend:
+        head += f" ({snap.backend})"
+    head += f": {snap.state}"
+    rows = [("rank", "device", "state", "progress", "metrics")]
+    for k in sorted(snap.ranks):
+        r = snap.ranks[k]
+        if k < 0:
+            continue
+        rows.append((str(k), r.device or "-", r.state, progress(r.step, r.total), fmt_metrics(r.metrics)))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [head]
+    for row in rows:
+        cells = [row[i].ljust(widths[i]) for i in range(4)] + [row[4]]
+        lines.append(("  " + "  ".join(cells)).rstrip())
+    return "\n".join(lines)
+
+
+class LiveText:
+    """Shows a running job under its cell: labelled output lines as a stream, and
+    a status table updated in place (its final form is what the notebook keeps)."""
+
+    def __init__(self, printer: Callable[[str], None] = print, display: bool = True) -> None:
+        self.printer = printer
+        self.handle = None
+        self.use_display = display
+
+    def _display(self, text: str, update: bool) -> None:
+        if not self.use_display:
+            return
+        try:
+            from IPython.display import display
+        except ImportError:
+            return
+        obj = {"text/plain": text}
+        if self.handle is None:
+            self.handle = display(obj, raw=True, display_id=True)
+        elif update:
+            self.handle.update(obj, raw=True)
+
+    def lines(self, batches: dict[int, tuple[list[str], int]], log_paths: dict[int, str]) -> None:
+        out = []
+        for rank in sorted(batches):
+            lines, dropped = batches[rank]
+            if dropped:
+                out.append(
+                    f"[rank {rank}] ... {dropped} more lines not shown here (full log: {log_paths.get(rank, '?')})"
+                )
+            out.extend(f"[rank {rank}] {line}" for line in lines)
+        if out:
+            self.printer("\n".join(out))
+
+    def status(self, snap: Snapshot) -> None:
+        self._display(status_text(snap), update=True)
+
+    def final(self, snap: Snapshot) -> None:
+        text = status_text(snap)
+        if self.use_display and self.handle is not None:
+            self.handle.update({"text/plain": text}, raw=True)
+        elif self.use_display:
+            self._display(text, update=False)
+        elif snap.state in FINAL_STATES:
+            self.printer(text)
