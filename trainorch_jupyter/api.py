@@ -165,6 +165,8 @@ def distribute(
     if bg:
         return job
     view = LiveText(printer=log, display=_in_kernel()) if show else None
+    if view is not None:
+        view.start()
 
     def tick(j: Job) -> None:
         if view is not None:

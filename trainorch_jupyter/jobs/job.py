@@ -96,6 +96,8 @@ class Job:
         self._submitting = False
         self._ars: dict[int, Any] = {}
         self._outcome: dict[int, Any] = {}
+        self._quiet: set[int] = set()
+        self._outcome_at: dict[int, float] = {}
         self._errors: dict[int, BaseException] = {}
         self._wake = threading.Event()
         self._done = threading.Event()
@@ -162,7 +164,12 @@ class Job:
 
     def _handle(self, rank: int, msg: dict[str, Any]) -> None:
         kind = msg["header"]["msg_type"]
-        if kind == "stream":
+        if kind == "status":
+            if msg["content"].get("execution_state") == "idle":
+                # IOPub's idle comes after every output of the request: nothing more will arrive
+                self._quiet.add(rank)
+                self._wake.set()
+        elif kind == "stream":
             self._on_text(rank, msg["content"].get("name", "stdout"), msg["content"].get("text", ""))
         elif kind == "data_message":
             from ipyparallel import serialize
@@ -233,7 +240,7 @@ class Job:
                 self._wake.wait(0.1)
                 self._wake.clear()
                 self._collect()
-                if len(self._outcome) == len(self.plans):
+                if len(self._outcome) == len(self.plans) and self._drained():
                     break
                 self._advance_cancel()
                 if time.monotonic() - last_flush > 0.5:
@@ -253,15 +260,23 @@ class Job:
         if self._cancel_reason and self._cancel_started is None:
             self._start_cancel()
 
+    def _drained(self) -> bool:
+        """Every finished rank's output has arrived (a dead engine gets 2 s to flush)."""
+        now = time.monotonic()
+        return all(r in self._quiet or now - self._outcome_at[r] > 2.0 for r in self._outcome)
+
     def _collect_quiet(self) -> None:
         for rank, ar in list(self._ars.items()):
             if rank in self._outcome or not ar.ready():
                 continue
+            self._outcome_at[rank] = time.monotonic()
             try:
                 self._outcome[rank] = ar.get(timeout=0)
                 self.emit(model.STATUS, rank, {"state": model.DONE})
             except BaseException as e:  # RemoteError, EngineError, ...
                 self._outcome[rank] = e
+                if getattr(e, "ename", "") == "EngineError":
+                    self._outcome_at[rank] -= 1.7  # a dead engine sends nothing more
                 self._errors[rank] = e
                 state = model.CANCELLED if self._cancel_reason and _is_interrupt(e) else model.FAILED
                 self.emit(model.STATUS, rank, {"state": state, "error": _one_line(e)})
@@ -294,6 +309,7 @@ class Job:
             for p in stuck:  # the controller never told us: give up on these ranks
                 err = RuntimeError(f"engine {p.engine_id} did not answer after it was killed")
                 self._outcome[p.rank] = self._errors[p.rank] = err
+                self._quiet.add(p.rank)
                 self.emit(model.STATUS, p.rank, {"state": model.LOST, "error": str(err)})
 
     def _finish(self) -> None:

@@ -140,7 +140,7 @@ class EnginePool:
             cluster = ipp.Cluster(**kwargs)
             cluster.start_cluster_sync()
             client = cluster.connect_client_sync()
-            client.wait_for_engines(n, timeout=timeout)
+            client.wait_for_engines(n, timeout=timeout, interactive=False)
         except Exception as e:
             for lease in leases:
                 lease.release()
@@ -189,7 +189,7 @@ class EnginePool:
                 "or use %cluster start"
             ) from e
         try:
-            client.wait_for_engines(1, timeout=timeout)
+            client.wait_for_engines(1, timeout=timeout, interactive=False)
         except Exception:
             client.close()
             raise PoolError("the cluster has no engines; start some with `ipengine` or ipcluster")

@@ -39,6 +39,12 @@ def setup(spec: dict[str, Any]) -> None:
             )
         torch.cuda.set_device(0)
     addr, port = spec["master_addr"], spec["master_port"]
+    # A failed init leaves torch's private group counter advanced on this rank
+    # only; default-group names (store keys) derive from it, so a fresh rank and
+    # this one would wait on different keys.  No group exists here: start at 0.
+    world = getattr(dist.distributed_c10d, "_world", None)
+    if world is not None and getattr(world, "group_count", 0):
+        world.group_count = 0
     try:
         dist.init_process_group(
             backend,

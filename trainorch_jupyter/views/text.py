@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..model import FINAL_STATES, Snapshot
+from ..model import Snapshot
 
 LINES_PER_REFRESH = 40   # per rank, per refresh: keeps IOPub far below Jupyter's rate limits
 
@@ -50,26 +50,26 @@ def status_text(snap: Snapshot) -> str:
 
 
 class LiveText:
-    """Shows a running job under its cell: labelled output lines as a stream, and
-    a status table updated in place (its final form is what the notebook keeps)."""
+    """Shows a running job under its cell.
+
+    Output lines stream as they come, labelled by rank.  The live status table is
+    a display that is updated in place and blanked when the job ends; the final
+    table is then displayed once.  A notebook therefore keeps the same outputs
+    whether it was run by JupyterLab, nbclient or nbval (which ignores in-place
+    updates), so the text form compares cleanly.
+    """
 
     def __init__(self, printer: Callable[[str], None] = print, display: bool = True) -> None:
         self.printer = printer
         self.handle = None
         self.use_display = display
+        self.last = ""
 
-    def _display(self, text: str, update: bool) -> None:
-        if not self.use_display:
-            return
-        try:
+    def start(self) -> None:
+        if self.use_display:
             from IPython.display import display
-        except ImportError:
-            return
-        obj = {"text/plain": text}
-        if self.handle is None:
-            self.handle = display(obj, raw=True, display_id=True)
-        elif update:
-            self.handle.update(obj, raw=True)
+
+            self.handle = display({"text/plain": ""}, raw=True, display_id=True)
 
     def lines(self, batches: dict[int, tuple[list[str], int]], log_paths: dict[int, str]) -> None:
         out = []
@@ -84,13 +84,17 @@ class LiveText:
             self.printer("\n".join(out))
 
     def status(self, snap: Snapshot) -> None:
-        self._display(status_text(snap), update=True)
+        text = status_text(snap)
+        if self.handle is not None and text != self.last:
+            self.last = text
+            self.handle.update({"text/plain": text}, raw=True)
 
     def final(self, snap: Snapshot) -> None:
         text = status_text(snap)
-        if self.use_display and self.handle is not None:
-            self.handle.update({"text/plain": text}, raw=True)
-        elif self.use_display:
-            self._display(text, update=False)
-        elif snap.state in FINAL_STATES:
+        if self.handle is not None:
+            self.handle.update({"text/plain": ""}, raw=True)
+            from IPython.display import display
+
+            display({"text/plain": text}, raw=True)
+        else:
             self.printer(text)
