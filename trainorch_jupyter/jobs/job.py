@@ -10,6 +10,7 @@ client's IO thread.  Whoever shows the job (a blocking cell, a panel) only reads
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import re
 import threading
 import time
@@ -25,6 +26,8 @@ from ..pool.engine_pool import EnginePool
 from ..store.logs import RankLogs
 
 REPORT_KEY = "__trainorch_reports__"
+# drivers are pooled threads: starting a thread per job costs about a millisecond
+_DRIVERS = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="trainorch-job")
 DEFAULT_GRACE = 5.0
 TAIL_LINES = 500
 PENDING_LINES = 200
@@ -215,7 +218,7 @@ class Job:
             self._submitting = True
         try:
             for p in self.plans:
-                ar = self.pool.client[p.engine_id].apply_async(call, target, self.source, p.spec)
+                ar = self.pool.view(p.engine_id).apply_async(call, target, self.source, p.spec)
                 with self._lock:
                     self._ars[p.rank] = ar
                     for mid in ar.msg_ids:
@@ -230,7 +233,7 @@ class Job:
                 self._submitting = False
                 self._early.clear()
         self.emit(model.STATUS, None, {"state": model.RUNNING})
-        threading.Thread(target=self._drive, name=f"trainorch-job-{self.id}", daemon=True).start()
+        _DRIVERS.submit(self._drive)
 
     # -- the driver thread -----------------------------------------------------------------
     def _drive(self) -> None:

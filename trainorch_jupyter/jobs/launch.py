@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 
@@ -47,8 +48,14 @@ def push(pool: EnginePool, engine_ids: list[int], values: dict[str, Any]) -> Non
         pool.client.broadcast_view(targets=engine_ids).push(values, block=True)
 
 
+def cell_filename(source: str) -> str:
+    """The name tracebacks give the cell: stable for the same source."""
+    return f"<distribute-cell {hashlib.sha1(source.encode()).hexdigest()[:8]}>"
+
+
 def plan(
     pool: EnginePool,
+    source: str,
     *,
     n: int | None,
     framework: str | None,
@@ -114,7 +121,7 @@ def plan(
             "local_world_size": per_host[s.host],
             "framework": framework,
             "env": env,
-            "filename": f"<distribute-cell {job_id}>",
+            "filename": cell_filename(source),
             "pull": pull,
             "gather": gather,
             "setup": getattr(backend_mod, "SETUP", None) if group_key else None,
@@ -147,7 +154,7 @@ def launch(
     grace: float = DEFAULT_GRACE,
 ) -> Job:
     plans, backend_name, group_key, shared = plan(
-        pool, n=n, framework=framework, backend=backend, timeout=timeout,
+        pool, source, n=n, framework=framework, backend=backend, timeout=timeout,
         pull=pull or [], gather=gather or [],
     )
     try:

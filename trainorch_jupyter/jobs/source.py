@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 
 from ..backends import FRAMEWORKS
 
@@ -31,8 +32,12 @@ def to_python(source: str) -> str:
     return TransformerManager().transform_cell(source)
 
 
+@functools.lru_cache(maxsize=64)
 def parse(source: str) -> ast.Module:
-    """Parse the cell as the engines will, or raise CellError naming the line."""
+    """Parse the cell as the engines will, or raise CellError naming the line.
+
+    Cached: the same cell is often run many times.  Callers must not mutate the tree.
+    """
     code = to_python(source)
     try:
         return ast.parse(code, filename="<distribute-cell>")

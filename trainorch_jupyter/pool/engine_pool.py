@@ -92,6 +92,7 @@ class EnginePool:
         self.watchdog: subprocess.Popen | None = None
         self.controller_ip = self._controller_ip()
         self.closed = False
+        self._views: dict[int, Any] = {}
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -273,6 +274,13 @@ class EnginePool:
                     f"engines run different {dist} versions ({', '.join(sorted(seen))}); "
                     "every rank needs the same one"
                 )
+
+    def view(self, engine_id: int) -> Any:
+        """A cached DirectView on one engine (views are cheap, but not free)."""
+        v = self._views.get(engine_id)
+        if v is None:
+            v = self._views[engine_id] = self.client[engine_id]
+        return v
 
     def engine_ids(self) -> list[int]:
         return [s.engine_id for s in self.slots if s.engine_id is not None]

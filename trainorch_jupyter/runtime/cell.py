@@ -20,13 +20,23 @@ def _call(target: str | None, *args: Any) -> Any:
     return getattr(importlib.import_module(module), name)(*args)
 
 
-def _compile(source: str, filename: str) -> Any:
-    from IPython import get_ipython
+_CODE: dict[tuple[str, str], Any] = {}
 
-    ip = get_ipython()
-    code = ip.transform_cell(source) if ip is not None else source
-    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-    return compile(code, filename, "exec")
+
+def _compile(source: str, filename: str) -> Any:
+    """Compile a cell once per engine (the same cell is often run again and again)."""
+    key = (source, filename)
+    code = _CODE.get(key)
+    if code is None:
+        from IPython import get_ipython
+
+        ip = get_ipython()
+        text = ip.transform_cell(source) if ip is not None else source
+        linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+        code = _CODE[key] = compile(text, filename, "exec")
+        if len(_CODE) > 64:
+            _CODE.pop(next(iter(_CODE)))
+    return code
 
 
 def run(source: str, spec: dict[str, Any]) -> dict[str, Any]:

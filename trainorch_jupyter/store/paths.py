@@ -11,9 +11,10 @@ def home() -> str:
     return path
 
 
-def job_dir(job_id: str) -> str:
+def job_dir(job_id: str, create: bool = True) -> str:
     path = os.path.join(home(), "jobs", job_id)
-    os.makedirs(path, exist_ok=True)
+    if create:
+        os.makedirs(path, exist_ok=True)
     return path
 
 

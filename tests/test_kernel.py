@@ -1,0 +1,165 @@
+"""End to end in a real IPython kernel: the magics as a notebook runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import psutil
+import pytest
+
+from trainorch_jupyter.pool.watchdog import cluster_processes
+
+from .kernel_client import Kernel
+
+FRAMEWORKS = "import sys; print(sorted(m for m in ('torch', 'tensorflow', 'jax') if m in sys.modules))"
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    k = Kernel()
+    yield k
+    k.run("%cluster stop")
+    k.shutdown()
+
+
+def test_loading_the_extension_starts_nothing_and_imports_no_framework(kernel):
+    kernel.ok("%load_ext trainorch_jupyter")
+    assert kernel.ok(FRAMEWORKS).stdout.strip() == "[]"
+    assert "No pool is running" in kernel.ok("%cluster status").stdout
+    leases = os.environ["TRAINORCH_LEASE_DIR"]
+    assert not os.path.isdir(leases) or not os.listdir(leases)
+
+
+def test_first_distribute_starts_the_default_pool_and_keeps_the_kernel_light(kernel):
+    kernel.ok("def triple(x):\n    return 3 * x")
+    res = kernel.ok(
+        "%%distribute --push triple --gather total\n"
+        "import torch, torch.distributed as dist\n"
+        "from trainorch_jupyter.runtime import rank\n"
+        "t = torch.tensor([float(triple(rank() + 1))])\n"
+        "dist.all_reduce(t)\n"
+        "total = t.item()\n"
+        "print('sum', total)"
+    )
+    assert "Started the default pool: 2 CPU engines" in res.stdout
+    assert "[rank 0] sum 9.0" in res.stdout and "[rank 1] sum 9.0" in res.stdout
+    assert "torch job on 2 ranks (gloo): done" in res.text
+    assert kernel.ok("print(total)").stdout.strip() == "[9.0, 9.0]"
+    # no framework reached the kernel, so CUDA cannot have been initialised here
+    assert kernel.ok(FRAMEWORKS).stdout.strip() == "[]"
+    status = kernel.ok("%cluster status").stdout
+    assert "2 CPU engines" in status and status.count(" idle") == 2
+
+
+def test_bad_flags_are_one_line_usage_errors(kernel):
+    cases = {
+        "%%distribute --bogus\nx = 1": "unrecognized arguments: --bogus",
+        "%%distribute -n 7\nx = 1": "-n 7: this pool has 2 engines",
+        "%%distribute --framework caffe\nx = 1": "unknown framework 'caffe'",
+        "%%distribute --push nope\nx = 1": "--push nope: no such name",
+        "%%distribute\nfor x in\n": "syntax error in the cell, line 1",
+        "%cluster frobnicate": "unknown command",
+        "%cluster start -n 2": "a pool is already running",
+    }
+    for code, expected in cases.items():
+        res = kernel.run(code)
+        assert res.status == "error" and res.ename == "UsageError", (code, res.ename, res.evalue)
+        assert expected in res.evalue and "\n" not in res.evalue.strip(), (code, res.evalue)
+    # the pool is unharmed
+    assert kernel.ok("%cluster status").stdout.count(" idle") == 2
+
+
+@pytest.mark.parametrize("where", ["python", "all_reduce"])
+def test_interrupt_stops_the_engines_and_the_next_cell_runs(kernel, where):
+    rank1 = "time.sleep(600)" if where == "python" else "dist.all_reduce(torch.ones(1))"
+    code = (
+        "%%distribute\n"
+        "import time, torch, torch.distributed as dist\n"
+        "from trainorch_jupyter.runtime import rank\n"
+        "print('started', flush=True)\n"
+        "if rank() == 0:\n"
+        "    time.sleep(600)\n"
+        f"{rank1}\n"
+    )
+    timer = threading.Timer(4.0, kernel.km.interrupt_kernel)
+    t0 = time.monotonic()
+    res = kernel.run(code, timeout=60, on_start=timer.start)
+    ended = time.monotonic()
+    assert res.status == "error" and res.ename == "KeyboardInterrupt"
+    assert ended - t0 < 4.0 + 5.0 + 10, "the cell did not end within the grace period"
+    t1 = time.monotonic()
+    res = kernel.ok("%%distribute --gather ok\nimport torch, torch.distributed as dist\nt = torch.ones(1)\ndist.all_reduce(t)\nok = t.item()")
+    assert kernel.ok("print(ok)").stdout.strip() == "[2.0, 2.0]"
+    assert time.monotonic() - t1 < 30
+
+
+def test_torch_and_cuda_probing_in_the_kernel_do_not_break_launch(kernel):
+    kernel.ok("import torch\ntorch.cuda.is_available()\nx = torch.ones(3) * 2")
+    res = kernel.ok("%%distribute --gather r\nfrom trainorch_jupyter.runtime import rank\nr = rank()")
+    assert kernel.ok("print(r)").stdout.strip() == "[0, 1]"
+
+
+def _cluster_pids(kernel) -> tuple[str, list[int]]:
+    out = kernel.ok(
+        "import json\nfrom trainorch_jupyter import api\n"
+        "p = api.current_pool()\n"
+        "print(json.dumps([p.cluster.cluster_id, [s.pid for s in p.slots]]))"
+    ).stdout
+    cid, pids = json.loads(out.strip().splitlines()[-1])
+    return cid, pids
+
+
+def test_a_pool_dies_with_its_kernel_after_sigkill():
+    k = Kernel()
+    try:
+        k.ok("%load_ext trainorch_jupyter")
+        k.ok("%cluster start -n 2")
+        cid, engine_pids = _cluster_pids(k)
+        procs = cluster_processes(cid)
+        assert len(procs) >= 3  # controller, engines (and their nannies)
+        assert set(engine_pids) <= {p.pid for p in procs}
+        os.kill(k.km.provisioner.pid if hasattr(k.km, "provisioner") else k.km.kernel.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]:
+            time.sleep(0.5)
+        left = [p.pid for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert not left, f"still running 30 s after the kernel was killed: {left}"
+    finally:
+        try:
+            k.km.shutdown_kernel(now=True)
+        except Exception:
+            pass
+
+
+def test_four_ranks_printing_fast_stay_under_the_iopub_rate_limit():
+    k = Kernel()
+    try:
+        k.ok("%load_ext trainorch_jupyter")
+        k.ok("%cluster start -n 4")
+        res = k.ok(
+            "%%distribute\n"
+            "from trainorch_jupyter.runtime import rank\n"
+            "for i in range(10_000):\n"
+            "    print(f'rank {rank()} line {i}')\n",
+            timeout=300,
+        )
+        times = [t for t, kind, _ in res.messages]
+        sizes = [(t, size) for t, kind, size in res.messages]
+        # Jupyter server defaults: 1000 messages/s, 1 MB/s averaged over 3 s windows
+        for t0 in times:
+            assert sum(1 for t in times if t0 <= t < t0 + 1.0) < 1000
+            assert sum(s for t, s in sizes if t0 <= t < t0 + 3.0) < 3_000_000
+        assert "more lines not shown here" in res.stdout  # the view keeps a bounded tail
+        logs = k.ok(
+            "from trainorch_jupyter import api\n"
+            "job = api.jobs()[-1]\n"
+            "print([job.output(r).count('\\n') for r in range(4)])"
+        ).stdout.strip()
+        assert logs == "[10000, 10000, 10000, 10000]"
+        k.ok("%cluster stop")
+    finally:
+        k.shutdown()
