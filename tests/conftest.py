@@ -47,15 +47,17 @@ def fake_gpus(tmp_path, monkeypatch):
     return make
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def pool():
-    """One real 2-engine CPU pool shared by the tests that allow it."""
+    """One real 2-engine CPU pool shared by the tests that allow it (started once,
+    again only if a test stopped it; stopped at the end of the session)."""
     from trainorch_jupyter import api
 
-    api.stop_pool()
-    p = api.start_pool(2)
-    yield p
-    api.stop_pool()
+    p = api.current_pool()
+    if p is None or not p.owned or len(p.slots) != 2:
+        api.stop_pool()
+        p = api.start_pool(2)
+    return p
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -18,6 +19,21 @@ from .kernel_client import Kernel
 FRAMEWORKS = "import sys; print(sorted(m for m in ('torch', 'tensorflow', 'jax') if m in sys.modules))"
 
 
+def held_leases() -> list[str]:
+    """Lease files whose lock somebody holds right now."""
+    directory = os.environ["TRAINORCH_LEASE_DIR"]
+    held = []
+    for name in os.listdir(directory) if os.path.isdir(directory) else []:
+        fd = os.open(os.path.join(directory, name), os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            held.append(name)
+        finally:
+            os.close(fd)
+    return held
+
+
 @pytest.fixture(scope="module")
 def kernel():
     k = Kernel()
@@ -30,8 +46,7 @@ def test_loading_the_extension_starts_nothing_and_imports_no_framework(kernel):
     kernel.ok("%load_ext trainorch_jupyter")
     assert kernel.ok(FRAMEWORKS).stdout.strip() == "[]"
     assert "No pool is running" in kernel.ok("%cluster status").stdout
-    leases = os.environ["TRAINORCH_LEASE_DIR"]
-    assert not os.path.isdir(leases) or not os.listdir(leases)
+    assert held_leases() == []  # no GPU was claimed
 
 
 def test_first_distribute_starts_the_default_pool_and_keeps_the_kernel_light(kernel):
@@ -63,6 +78,8 @@ def test_bad_flags_are_one_line_usage_errors(kernel):
         "%%distribute --push nope\nx = 1": "--push nope: no such name",
         "%%distribute\nfor x in\n": "syntax error in the cell, line 1",
         "%cluster frobnicate": "unknown command",
+        "%cluster start --bogus": "unknown option --bogus",
+        "%cluster restart --engine 99": "no engine 99 in this pool",
         "%cluster start -n 2": "a pool is already running",
     }
     for code, expected in cases.items():

@@ -155,6 +155,12 @@ def distribute(
     if timeout is not None and timeout <= 0:
         raise LaunchError(f"--timeout must be positive seconds, got {timeout:g}")
     values = check_pushable(namespace, list(push))
+    running = [j for j in jobs() if not j.done]
+    if running:
+        raise LaunchError(
+            f"job {running[0].id} is still running on the pool; wait for it (job.wait()) "
+            "or stop it (job.cancel()) first"
+        )
     pool = ensure_pool(n, log=log)
     job = launch(
         pool, source, framework=framework, n=n, backend=backend, timeout=timeout,

@@ -167,3 +167,33 @@ def test_status_text_is_deterministic(healthy_pool):
     assert status_text(a.snapshot).splitlines()[0] == "torch job on 2 ranks (gloo): done"
     assert "loss=0.1235" in status_text(a.snapshot)
     assert a.id not in status_text(a.snapshot)
+
+
+def test_a_second_job_while_one_runs_in_the_background_is_refused(healthy_pool):
+    job = run("import time\ntime.sleep(30)", bg=True)
+    try:
+        with pytest.raises(api.LaunchError, match=f"job {job.id} is still running"):
+            run("x = 1")
+    finally:
+        job.cancel()
+    assert job.state == model.CANCELLED
+    run("x = 1")
+
+
+def test_report_from_dataloader_workers_is_ignored_not_corrupting(healthy_pool):
+    job = run(
+        """
+        import torch
+        from torch.utils.data import DataLoader
+        from trainorch_jupyter.runtime import report
+
+        def collate(batch):
+            report(step=99, worker=1)  # in a forked worker: must be a no-op
+            return torch.tensor(batch)
+
+        for i, b in enumerate(DataLoader(list(range(8)), batch_size=2, num_workers=2, collate_fn=collate)):
+            report(step=i + 1, total=4)
+        """
+    )
+    assert job.reports_received(0) == 4 and job.snapshot.ranks[0].step == 4
+    assert "worker" not in job.snapshot.ranks[0].metrics

@@ -198,11 +198,16 @@ class EnginePool:
         ids = sorted(client.ids)
         pool.slots = [EngineSlot(slot=k) for k in range(len(ids))]
         infos = pool._run(ids, "host_info", pool.controller_ip)
-        pool._check_attached(infos)
-        if pin:
-            pool._pin_remote_gpus(infos)
         for s, eid, info in zip(pool.slots, ids, infos):
             pool._fill(s, eid, info)
+        try:
+            pool._check_attached(infos)
+            client[ids].use_cloudpickle()
+            if pin:
+                pool._pin_remote_gpus(infos)
+        except BaseException:
+            pool.stop()
+            raise
         pool._assign_local_ranks()
         return pool
 

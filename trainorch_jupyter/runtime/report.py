@@ -9,6 +9,7 @@ kernel re-orders by sequence number and can tell when anything went missing.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -30,10 +31,12 @@ class _Reporter:
         self.job_id: str | None = None
         self.thread: threading.Thread | None = None
         self.active = False
+        self.pid = -1
 
     # -- lifecycle, driven by runtime.cell -------------------------------------------
     def start(self, job_id: str) -> None:
         with self.lock:
+            self.pid = os.getpid()
             self.job_id = job_id
             self.seq = 0
             self.buffer.clear()
@@ -127,8 +130,9 @@ def report(step: int | None = None, total: int | None = None, **metrics: Any) ->
 
     Cheap enough to call every step: values are batched and sent in order.
     Tensors and numpy scalars are converted with ``float()``.
-    Outside a ``%%distribute`` job it does nothing.
+    Outside a ``%%distribute`` job, and in child processes of a rank (DataLoader
+    workers), it does nothing: report from the rank's own process.
     """
-    if not REPORTER.active:
-        return
+    if not REPORTER.active or os.getpid() != REPORTER.pid:
+        return  # outside a job, or in a forked child (e.g. a DataLoader worker): sockets are not ours
     REPORTER.add(step, total, metrics)

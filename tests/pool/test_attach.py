@@ -1,0 +1,44 @@
+"""%cluster attach: someone else's running cluster is used, checked, and left running."""
+
+import ipyparallel as ipp
+import pytest
+
+from trainorch_jupyter import api
+from trainorch_jupyter.pool.engine_pool import EnginePool, PoolError
+
+
+@pytest.fixture
+def foreign_cluster():
+    """A cluster started the way `ipcluster start -n 2` would, outside our pool."""
+    cluster = ipp.Cluster(n=2, log_level=40, cluster_id="trainorch-test-foreign")
+    cluster.start_cluster_sync()
+    client = cluster.connect_client_sync()
+    client.wait_for_engines(2, timeout=60, interactive=False)
+    yield cluster, client
+    client.close()
+    cluster.stop_cluster_sync()
+
+
+def test_attach_refuses_engines_with_torch_already_imported(foreign_cluster):
+    cluster, client = foreign_cluster
+    client[client.ids[0]].execute("import torch", block=True)
+    with pytest.raises(PoolError, match="torch is already imported on the engines.*%cluster restart"):
+        EnginePool.attach(profile="default", cluster_id=cluster.cluster_id)
+
+
+def test_attach_runs_jobs_and_detaching_leaves_the_cluster_running(foreign_cluster):
+    cluster, client = foreign_cluster
+    api.stop_pool()  # the shared test pool gives way; the next test that needs it starts it again
+    try:
+        attached = api.attach_pool(profile="default", cluster_id=cluster.cluster_id)
+        assert not attached.owned and len(attached.slots) == 2
+        ns = {}
+        api.distribute(
+            "import torch, torch.distributed as dist\nt = torch.ones(1)\ndist.all_reduce(t)\nok = t.item()",
+            namespace=ns, gather=["ok"], show=False,
+        )
+        assert ns["ok"] == [2.0, 2.0]
+        assert api.stop_pool()
+        assert len(client.ids) == 2  # still running: we only detached
+    finally:
+        api.stop_pool()
