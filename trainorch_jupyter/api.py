@@ -54,13 +54,15 @@ def start_pool(n: int | None = None, *, launcher: str = "local", config: Any = N
 
 
 def attach_pool(*, profile: str | None = None, cluster_id: str | None = None,
-                url_file: str | None = None, timeout: float = 30.0) -> EnginePool:
+                url_file: str | None = None, timeout: float = 30.0, restart: bool = False) -> EnginePool:
     """Use a cluster that is already running; it is left running when we detach."""
     global _POOL
     with _LOCK:
         if current_pool() is not None:
             raise PoolError("a pool is already in use in this kernel; %cluster stop it first")
-        _POOL = EnginePool.attach(profile=profile, cluster_id=cluster_id, url_file=url_file, timeout=timeout)
+        _POOL = EnginePool.attach(
+            profile=profile, cluster_id=cluster_id, url_file=url_file, timeout=timeout, restart=restart
+        )
         return _POOL
 
 
@@ -142,7 +144,9 @@ def distribute(
     """
     namespace = {} if namespace is None else namespace
     tree = parse(source)
-    if framework is not None:
+    if framework is not None and framework.strip().lower() in ("none", "python"):
+        framework = None  # plain Python: no distributed setup
+    elif framework is not None:
         framework = backends.canonical(framework)
     else:
         framework = detect_framework(tree)
@@ -154,6 +158,9 @@ def distribute(
         raise LaunchError(f"-n must be a positive number of engines, got {n}")
     if timeout is not None and timeout <= 0:
         raise LaunchError(f"--timeout must be positive seconds, got {timeout:g}")
+    if framework is None and (backend is not None or timeout is not None):
+        flag = "--backend" if backend is not None else "--timeout"
+        raise LaunchError(f"{flag} only applies to a framework's process group; add --framework torch")
     values = check_pushable(namespace, list(push))
     running = [j for j in jobs() if not j.done]
     if running:
@@ -167,7 +174,7 @@ def distribute(
         push_values=values, pull=list(pull), gather=list(gather), grace=grace,
     )
     with _LOCK:
-        _JOBS[:] = [j for j in _JOBS if not j.done][-50:] + [job]
+        _JOBS[:] = _JOBS[-49:] + [job]  # running jobs and recent history
     if bg:
         return job
     view = LiveText(printer=log, display=_in_kernel()) if show else None

@@ -44,7 +44,7 @@ class TrainorchMagics(Magics):
         %cluster status
         %cluster stop
         %cluster restart [--engine K]
-        %cluster attach [--profile P] [--cluster-id ID] [--file CONNECTION_JSON]
+        %cluster attach [--profile P] [--cluster-id ID] [--file CONNECTION_JSON] [--restart]
         """
         try:
             argv = shlex.split(line)
@@ -126,22 +126,25 @@ class TrainorchMagics(Magics):
         parser.add_argument("--cluster-id", default=None)
         parser.add_argument("--file", default=None)
         parser.add_argument("--timeout", type=float, default=30.0)
+        parser.add_argument("--restart", action="store_true")
         opts, extra = _parse(parser, argv)
         if extra:
             raise UsageError(f"%cluster attach: unknown option {extra[0]}")
         pool = api.attach_pool(
-            profile=opts.profile, cluster_id=opts.cluster_id, url_file=opts.file, timeout=opts.timeout
+            profile=opts.profile, cluster_id=opts.cluster_id, url_file=opts.file, timeout=opts.timeout,
+            restart=opts.restart,
         )
         print(f"Attached to {pool.describe()}")
 
     # ------------------------------------------------------------------ %%distribute
     @magic_arguments()
-    @argument("--framework", "-f", default=None, help="torch (default: detected from the cell's imports)")
+    @argument("--framework", "-f", default=None,
+              help="torch, or none for plain Python (default: detected from the cell's imports)")
     @argument("-n", "--engines", type=int, default=None, help="use the first N engines of the pool")
     @argument("--push", default=None, help="kernel names to send to every rank: a,b")
     @argument("--pull", default=None, help="names whose rank-0 value comes back into the notebook")
     @argument("--gather", default=None, help="names collected from every rank into a list, in rank order")
-    @argument("--backend", default=None, help="gloo or nccl (default: nccl when every rank has a GPU)")
+    @argument("--backend", default=None, help="gloo, nccl or mpi (default: nccl when every rank has a GPU, else gloo)")
     @argument("--timeout", type=float, default=None,
               help="rendezvous/collective timeout in seconds (default 300)")
     @argument("--grace", type=float, default=None,
@@ -153,6 +156,7 @@ class TrainorchMagics(Magics):
         args = parse_argstring(self.distribute, line)
         if args.grace is not None and args.grace < 0:
             raise UsageError("--grace must be zero or more seconds")
+        known = set(map(id, api.jobs()))
         try:
             job = api.distribute(
                 cell,
@@ -169,7 +173,10 @@ class TrainorchMagics(Magics):
             )
         except api.UsageProblem as e:
             raise _usage(e) from None
-        self.shell.user_ns["_job"] = job
+        finally:
+            launched = [j for j in api.jobs() if id(j) not in known]
+            if launched:  # also after a failure or an interrupt: _job is the job that ran
+                self.shell.user_ns["_job"] = launched[-1]
         return job if args.bg else None
 
 

@@ -197,3 +197,14 @@ def test_report_from_dataloader_workers_is_ignored_not_corrupting(healthy_pool):
     )
     assert job.reports_received(0) == 4 and job.snapshot.ranks[0].step == 4
     assert "worker" not in job.snapshot.ranks[0].metrics
+
+
+def test_framework_none_runs_plain_python_and_rank_env_does_not_leak(healthy_pool):
+    ns = {}
+    run("import torch.distributed as dist\nws = dist.get_world_size()", ns, gather=["ws"])
+    run("import os, sklearn\nleft = os.environ.get('RANK')", ns, framework="none", gather=["left"])
+    assert ns["left"] == [None, None]  # the torch job's RANK is gone for a plain job
+    with pytest.raises(api.LaunchError, match="--backend only applies to a framework"):
+        run("x = 1", backend="gloo")
+    with pytest.raises(api.UsageProblem, match="use --framework none"):
+        run("import sklearn\nx = 1")

@@ -157,3 +157,9 @@ def test_pull_of_a_name_the_cell_did_not_define(healthy_pool):
     with pytest.raises(DistributedError, match="--pull nothing_here: the cell did not define"):
         run("x = 1", pull=["nothing_here"])
     assert_pool_works(healthy_pool)
+
+
+def test_result_of_a_failed_job_raises_its_error(healthy_pool):
+    job = run("raise RuntimeError('nope')", bg=True)
+    with pytest.raises(DistributedError, match="RuntimeError: nope"):
+        job.result("anything")

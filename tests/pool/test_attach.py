@@ -22,8 +22,15 @@ def foreign_cluster():
 def test_attach_refuses_engines_with_torch_already_imported(foreign_cluster):
     cluster, client = foreign_cluster
     client[client.ids[0]].execute("import torch", block=True)
-    with pytest.raises(PoolError, match="torch is already imported on the engines.*%cluster restart"):
+    with pytest.raises(PoolError, match="torch is already imported on the engines.*--restart"):
         EnginePool.attach(profile="default", cluster_id=cluster.cluster_id)
+    # the remedy the message names: restart them through the cluster file, then pin
+    pool = EnginePool.attach(profile="default", cluster_id=cluster.cluster_id, restart=True)
+    try:
+        assert len(pool.slots) == 2 and all(s.info["frameworks"] == [] for s in pool.slots)
+        assert not set(pool.engine_ids()) & {0, 1}  # fresh engines
+    finally:
+        pool.stop()
 
 
 def test_attach_runs_jobs_and_detaching_leaves_the_cluster_running(foreign_cluster):

@@ -25,6 +25,12 @@ def test_acquire_all_free_and_release(lease_dir):
     assert leases.holder(G[0], lease_dir) is None
 
 
+def test_more_engines_than_gpus_is_refused_plainly(lease_dir):
+    os.makedirs(lease_dir)
+    with pytest.raises(leases.GpuLeaseError, match="-n 4: only 3 GPUs are visible to this kernel; use -n 3"):
+        leases.acquire(G, 4, "p1", lease_dir)
+
+
 def test_second_pool_gets_the_free_ones(lease_dir):
     os.makedirs(lease_dir)
     first = leases.acquire(G, 2, "p1", lease_dir)

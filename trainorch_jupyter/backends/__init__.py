@@ -28,7 +28,7 @@ def canonical(name: str) -> str:
     key = _ALIASES.get(key, key)
     if key not in FRAMEWORKS:
         raise UnknownFramework(
-            f"unknown framework {name!r}: use one of {', '.join(FRAMEWORKS)}"
+            f"unknown framework {name!r}: use one of {', '.join(FRAMEWORKS)}, or none"
         )
     return key
 
@@ -40,5 +40,8 @@ def get(name: str) -> ModuleType:
         return importlib.import_module(f"{__name__}.{key}_backend")
     except ModuleNotFoundError as e:
         if e.name == f"{__name__}.{key}_backend":
-            raise UnknownFramework(f"framework {key!r} is not supported by %%distribute yet") from None
+            raise UnknownFramework(
+                f"framework {key!r} is not supported by %%distribute yet; "
+                "use --framework none to run the cell as plain Python on every engine"
+            ) from None
         raise

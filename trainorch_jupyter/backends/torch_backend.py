@@ -35,6 +35,7 @@ def rank_env(
     local_rank: int,
     world_size: int,
     local_world_size: int,
+    group_rank: int = 0,
     master_addr: str,
     master_port: int,
 ) -> dict[str, str]:
@@ -44,7 +45,7 @@ def rank_env(
         "LOCAL_RANK": str(local_rank),
         "WORLD_SIZE": str(world_size),
         "LOCAL_WORLD_SIZE": str(local_world_size),
-        "GROUP_RANK": "0",
+        "GROUP_RANK": str(group_rank),
         "MASTER_ADDR": master_addr,
         "MASTER_PORT": str(master_port),
     }

@@ -80,6 +80,7 @@ class Job:
         self.plans = plans
         self.grace = grace
         self.group_key = group_key
+        self.group_addr: tuple[str, int] | None = None
         self.snapshot = Snapshot()
         self.events: list[Event] = []
         self._seq = 0
@@ -255,7 +256,7 @@ class Job:
             self.emit(model.STATUS, None, {"state": model.FAILED, "error": self.error.summary})
         finally:
             self.pool.tap.remove(self.on_iopub)
-            self.logs.flush()
+            self.logs.close()
             self._done.set()
 
     def _collect(self) -> None:
@@ -320,9 +321,9 @@ class Job:
             if self._partial[rank]:
                 self._on_text(rank, "stdout", "\n")
         if self._errors:
-            self.pool.group_key = None
+            self.pool.group_key = self.pool.group_addr = None
         elif self.group_key is not None:
-            self.pool.group_key = self.group_key
+            self.pool.group_key, self.pool.group_addr = self.group_key, self.group_addr
         healed = self.pool.heal() if (self._errors and self.pool.owned) else []
         if not self._errors:
             for rank, out in self._outcome.items():
@@ -355,7 +356,8 @@ class Job:
                 + "; ".join(f"rank {r}: {_one_line(self._errors[r])}" for r in others)
             )
         if self.killed:
-            parts.append(f"engines {', '.join(map(str, self.killed))} did not stop within {self.grace:g} s and were killed")
+            which = f"engine{'s' if len(self.killed) > 1 else ''} {', '.join(map(str, self.killed))}"
+            parts.append(f"{which} did not stop within {self.grace:g} s and {'were' if len(self.killed) > 1 else 'was'} killed")
         if healed:
             parts.append(f"replaced dead engines of rank{'s' if len(healed) > 1 else ''} {', '.join(map(str, healed))}; the pool is ready")
         parts.append(f"full logs: {self.logs.paths[root].rsplit('/', 1)[0]}")
@@ -426,13 +428,15 @@ class Job:
     def result(self, name: str) -> Any:
         """A ``--pull`` value (rank 0's) or a ``--gather`` list."""
         self._done.wait()
+        if self.error is not None:
+            raise self.error
         for key in (("pull", name), ("gather", name)):
             if key in self.results:
                 return self.results[key]
         raise KeyError(f"{name!r} was neither pulled nor gathered by job {self.id}")
 
     def __repr__(self) -> str:
-        return f"<Job {self.id} {self.snapshot.framework} x{self.world_size}: {self.state}>"
+        return f"<Job {self.id} {self.snapshot.framework or 'python'} x{self.world_size}: {self.state}>"
 
 
 def _is_interrupt(e: BaseException) -> bool:
@@ -462,5 +466,8 @@ def _remote_traceback(e: BaseException) -> str:
         keep = [i for i, line in enumerate(lines) if "<distribute-cell" in line]
         if keep:
             return "Traceback (most recent call last):\n" + "\n".join(lines[keep[0]:])
-        return "\n".join(lines)
+        # failed in our setup (rendezvous, backend) or collection: the summary says
+        # it all; the runner's stack is noise, keep the exception lines only
+        tail = [line for line in lines if line and not line.startswith((" ", "-", "File", "Cell"))]
+        return "\n".join(tail[-2:])
     return "".join(traceback.format_exception(e))

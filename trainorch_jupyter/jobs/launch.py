@@ -75,13 +75,21 @@ def plan(
         )
     alive = pool.alive_ids()
     slots = pool.slots[:n]
-    dead = [s.slot for s in slots if s.engine_id not in alive]
+    dead = [s for s in slots if s.engine_id not in alive]
+    if dead and not pool.owned:
+        raise LaunchError(
+            f"engine {dead[0].engine_id} of the attached cluster is gone; restart it where it was "
+            "started, then %cluster stop and %cluster attach again"
+        )
     if dead:
         pool.heal()
     ids = [s.engine_id for s in slots]
     per_host: dict[str, int] = {}
+    hosts: list[str] = []  # in order of first appearance: GROUP_RANK is a host's index
     for s in slots:
         per_host[s.host] = per_host.get(s.host, 0) + 1
+        if s.host not in hosts:
+            hosts.append(s.host)
     local: dict[str, int] = {}
     backend_mod = backends.get(framework) if framework else None
     group_key = None
@@ -93,9 +101,11 @@ def plan(
             raise LaunchError(f"--backend {backend}: use one of {', '.join(backend_mod.BACKENDS)}")
         timeout = backend_mod.DEFAULT_TIMEOUT if timeout is None else timeout
         group_key = f"{pool.id}:{pool.generation}:{','.join(map(str, ids))}:{backend}:{timeout:g}"
-    reuse = group_key is not None and pool.group_key == group_key
-    if group_key is not None and not reuse:
-        master_addr, master_port = pool.client[ids[0]].apply_sync(call, RENDEZVOUS, pool.controller_ip)
+    reuse = group_key is not None and pool.group_key == group_key and pool.group_addr is not None
+    if reuse:
+        master_addr, master_port = pool.group_addr  # the address the group was formed with
+    elif group_key is not None:
+        master_addr, master_port = pool.view(ids[0]).apply_sync(call, RENDEZVOUS, pool.controller_ip)
     job_id = uuid.uuid4().hex[:12]
     plans = []
     for rank, s in enumerate(slots):
@@ -108,11 +118,10 @@ def plan(
                 local_rank=lr,
                 world_size=n,
                 local_world_size=per_host[s.host],
+                group_rank=hosts.index(s.host),
                 master_addr=master_addr,
                 master_port=master_port,
             )
-            if reuse:  # keep the address the group was formed with
-                env = {k: v for k, v in env.items() if k not in ("MASTER_ADDR", "MASTER_PORT")}
         spec = {
             "job_id": job_id,
             "rank": rank,
@@ -165,5 +174,6 @@ def launch(
         pool, shared["job_id"], source, plans,
         framework=framework or "", backend=backend_name, group_key=group_key, grace=grace,
     )
+    job.group_addr = (plans[0].spec["master_addr"], plans[0].spec["master_port"]) if group_key else None
     job.submit(call, RUN_CELL)
     return job

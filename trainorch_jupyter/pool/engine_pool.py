@@ -88,6 +88,7 @@ class EnginePool:
         self.slots: list[EngineSlot] = []
         self.generation = 0        # bumps whenever an engine is replaced
         self.group_key: str | None = None  # the framework group the engines share, if any
+        self.group_addr: tuple[str, int] | None = None  # its rendezvous address
         self.tap = IOPubTap(client)
         self.watchdog: subprocess.Popen | None = None
         self.controller_ip = self._controller_ip()
@@ -175,8 +176,13 @@ class EnginePool:
         url_file: str | None = None,
         timeout: float = 30.0,
         pin: bool = True,
+        restart: bool = False,
     ) -> "EnginePool":
-        """Connect to a running cluster (``ipcluster start``, or an administrator's)."""
+        """Connect to a running cluster (``ipcluster start``, or an administrator's).
+
+        ``restart=True`` first restarts its engines through the cluster file, for
+        engines that already imported a framework (so pinning cannot apply).
+        """
         cluster = None
         try:
             if url_file:
@@ -194,6 +200,23 @@ class EnginePool:
         except Exception:
             client.close()
             raise PoolError("the cluster has no engines; start some with `ipengine` or ipcluster")
+        if restart:
+            if cluster is None or not cluster.engines:
+                client.close()
+                raise PoolError(
+                    "--restart needs the cluster file of an ipcluster-started cluster "
+                    "(--profile/--cluster-id); restart these engines where they were started"
+                )
+            n = len(client.ids)
+            before = set(client.ids)
+            cluster.stop_engines_sync()
+            cluster.start_engines_sync(n)
+            deadline = time.monotonic() + timeout + 60
+            while len(set(client.ids) - before) < n:
+                if time.monotonic() > deadline:
+                    client.close()
+                    raise PoolError(f"the restarted engines did not register within {timeout + 60:g} s")
+                time.sleep(0.1)
         pool = cls(client, cluster=cluster, owned=False, launcher="attached", pool_id=uuid.uuid4().hex[:8])
         ids = sorted(client.ids)
         pool.slots = [EngineSlot(slot=k) for k in range(len(ids))]
@@ -254,8 +277,13 @@ class EnginePool:
             for local, k in enumerate(members):
                 given = infos[k].get("cuda_visible_devices")
                 gpus = gpumod.visible(gpumod.parse_nvidia_smi(listings[k] or ""), given)
+                if gpus and len(members) > len(gpus):
+                    raise PoolError(
+                        f"host {host} runs {len(members)} engines but has {len(gpus)} GPUs; "
+                        "start one engine per GPU on each host"
+                    )
                 s = self.slots[k]
-                s.gpu = gpus[local % len(gpus)] if gpus else None
+                s.gpu = gpus[local] if gpus else None
                 s.threads = envmod.threads_per_engine(infos[k].get("cores", 1), len(members))
                 if infos[k].get("frameworks"):
                     continue  # cannot pin: reported by _check_attached
@@ -269,7 +297,8 @@ class EnginePool:
         if loaded:
             raise PoolError(
                 f"{', '.join(loaded)} is already imported on the engines, so they cannot be "
-                "pinned to GPUs; run %cluster restart (or restart them where they were started)"
+                "pinned to GPUs; restart them: %cluster attach --restart (clusters started with "
+                "ipcluster), or where they were started"
             )
         for dist in ("torch", "tensorflow", "ipyparallel"):
             seen = {i.get("versions", {}).get(dist) for i in infos}
@@ -338,7 +367,7 @@ class EnginePool:
             )
         self.kill([s.engine_id for s in slots if s.engine_id is not None])
         self.generation += 1
-        self.group_key = None
+        self.group_key = self.group_addr = None
         known = self.alive_ids()
         self.cluster.start_engines_sync(len(slots))
         deadline = time.monotonic() + timeout

@@ -151,6 +151,11 @@ def acquire(
 
     Raises GpuLeaseError naming the holders when fewer than needed are free.
     """
+    if n is not None and n > len(gpus):
+        raise GpuLeaseError(
+            f"-n {n}: only {len(gpus)} GPU{'s are' if len(gpus) != 1 else ' is'} visible to this kernel; "
+            f"use -n {len(gpus)} or less (one engine per GPU)"
+        )
     owner = owner_record(pool_id)
     got: list[Lease] = []
     busy: list[str] = []

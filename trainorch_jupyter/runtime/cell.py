@@ -46,7 +46,11 @@ def run(source: str, spec: dict[str, Any]) -> dict[str, Any]:
     group before the error leaves the engine, so peers blocked in a collective
     with it fail at once instead of waiting for a timeout.
     """
+    for key in STATE.get("job_env", ()):
+        if key not in spec["env"]:
+            os.environ.pop(key, None)  # the previous job's RANK, MASTER_* ... do not leak
     os.environ.update(spec["env"])
+    STATE["job_env"] = list(spec["env"])
     for key in ("rank", "world_size", "local_rank", "local_world_size", "job_id", "framework"):
         STATE[key] = spec[key]
     REPORTER.start(spec["job_id"])

@@ -75,6 +75,9 @@ class LiveText:
         out = []
         for rank in sorted(batches):
             lines, dropped = batches[rank]
+            if len(lines) > LINES_PER_REFRESH:
+                dropped += len(lines) - LINES_PER_REFRESH
+                lines = lines[-LINES_PER_REFRESH:]
             if dropped:
                 out.append(
                     f"[rank {rank}] ... {dropped} more lines not shown here (full log: {log_paths.get(rank, '?')})"
