@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import linecache
 import os
-import sys
 from typing import Any
 
 from ._state import STATE
@@ -80,12 +79,9 @@ def run(source: str, spec: dict[str, Any]) -> dict[str, Any]:
             pass
         raise
     finally:
+        # Output needs no flush here: the engine flushes its streams before it goes
+        # idle, and a flush from this thread is a round trip to the IOPub thread.
         REPORTER.stop()
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
 
 
 def teardown(target: str | None) -> None:
