@@ -68,6 +68,8 @@ def test_first_distribute_starts_the_default_pool_and_keeps_the_kernel_light(ker
     assert kernel.ok(FRAMEWORKS).stdout.strip() == "[]"
     status = kernel.ok("%cluster status").stdout
     assert "2 CPU engines" in status and status.count(" idle") == 2
+    listing = kernel.ok("%runs -n 1").stdout.splitlines()
+    assert listing[0].split()[:3] == ["id", "cell", "framework"] and " done " in listing[1]
 
 
 def test_bad_flags_are_one_line_usage_errors(kernel):
@@ -80,6 +82,8 @@ def test_bad_flags_are_one_line_usage_errors(kernel):
         "%cluster frobnicate": "unknown command",
         "%cluster start --bogus": "unknown option --bogus",
         "%cluster restart --engine 99": "no engine 99 in this pool",
+        "%runs show nosuch": "no job 'nosuch' in the run store",
+        "%runs frob": "usage: %runs",
         "%cluster start -n 2": "a pool is already running",
     }
     for code, expected in cases.items():
@@ -139,12 +143,36 @@ def test_a_pool_dies_with_its_kernel_after_sigkill():
         procs = cluster_processes(cid)
         assert len(procs) >= 3  # controller, engines (and their nannies)
         assert set(engine_pids) <= {p.pid for p in procs}
+        res = k.ok(
+            "%%distribute --bg\n"
+            "import time\n"
+            "from trainorch_jupyter.runtime import report\n"
+            "for i in range(100000):\n"
+            "    report(step=i, loss=1.0 / (i + 1))\n"
+            "    print('tick', i, flush=True)\n"
+            "    time.sleep(0.01)\n"
+        )
+        job_id = k.ok("print(_job.id)").stdout.strip()
+        time.sleep(3)
+        killed_at = time.time()
         os.kill(k.km.provisioner.pid if hasattr(k.km, "provisioner") else k.km.kernel.pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]:
             time.sleep(0.5)
         left = [p.pid for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
         assert not left, f"still running 30 s after the kernel was killed: {left}"
+        # the run store kept what happened up to about a second before the kill
+        from trainorch_jupyter.store.db import RunStore
+        from trainorch_jupyter.store.location import database_path
+
+        store = RunStore(database_path()[0])
+        assert job_id in store.lost
+        job = store.job(job_id)
+        assert job["state"] == "lost" and {r["state"] for r in job["ranks"]} == {"lost"}
+        last = max(m["t"] for m in store.metrics(job_id, rank=0))
+        assert killed_at - last < 1.5, f"lost {killed_at - last:.2f} s of metrics"
+        log = os.path.join(os.environ["TRAINORCH_HOME"], "jobs", job_id, "rank-0.log")
+        assert open(log).read().count("tick") > 100
     finally:
         try:
             k.km.shutdown_kernel(now=True)

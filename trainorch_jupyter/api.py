@@ -20,6 +20,8 @@ from .jobs.launch import LaunchError, check_pushable, launch
 from .jobs.source import CellError, detect_framework, parse
 from .pool.engine_pool import EnginePool, PoolError
 from .pool.leases import GpuLeaseError
+from .store.db import RunStore, StoreWriter
+from .store.location import database_path
 from .views.text import LiveText, status_text
 
 __all__ = [
@@ -30,6 +32,27 @@ __all__ = [
 _POOL: EnginePool | None = None
 _LOCK = threading.RLock()
 _JOBS: list[Job] = []
+_STORE: RunStore | None = None
+_WRITER: StoreWriter | None = None
+
+
+def store(log: Callable[[str], None] = print) -> RunStore:
+    """This kernel's run store (opened on first use; jobs of dead kernels are marked lost)."""
+    global _STORE, _WRITER
+    with _LOCK:
+        if _STORE is None:
+            path, note = database_path()
+            if note:
+                log(note)
+            _STORE = RunStore(path)
+            _WRITER = StoreWriter(_STORE, on_error=lambda e: log(f"trainorch: run store write failed: {e}"))
+        return _STORE
+
+
+def _writer() -> StoreWriter:
+    store()
+    assert _WRITER is not None
+    return _WRITER
 
 # Errors that mean "the request was wrong": magics turn them into one-line UsageErrors.
 UsageProblem = (LaunchError, CellError, PoolError, GpuLeaseError, UnknownFramework)
@@ -105,7 +128,12 @@ def ensure_pool(n: int | None = None, log: Callable[[str], None] = print) -> Eng
     with _LOCK:
         pool = current_pool()
         if pool is None:
-            pool = start_pool(n)
+            # the default size (one engine per free GPU, or 2 CPU engines), grown to -n on CPU
+            from .pool.engine_pool import DEFAULT_CPU_ENGINES
+            from .pool.gpus import discover
+
+            size = None if discover() else max(n or 0, DEFAULT_CPU_ENGINES)
+            pool = start_pool(size)
             log(f"Started the default pool: {pool.describe()} (stop it with %cluster stop)")
         return pool
 
@@ -172,6 +200,7 @@ def distribute(
     job = launch(
         pool, source, framework=framework, n=n, backend=backend, timeout=timeout,
         push_values=values, pull=list(pull), gather=list(gather), grace=grace,
+        listeners=[_writer()],
     )
     with _LOCK:
         _JOBS[:] = _JOBS[-49:] + [job]  # running jobs and recent history
@@ -197,6 +226,71 @@ def distribute(
     return job
 
 
+def runs(limit: int = 20) -> str:
+    """Recent jobs of every kernel that used this store, newest first."""
+    from .views.runs import jobs_table
+
+    st = store()
+    _flush_store()
+    listed = st.jobs(limit)
+    final = {}
+    for j in listed:
+        detail = st.job(j["id"])
+        final[j["id"]] = (detail["ranks"][0]["metrics"] if detail and detail["ranks"] else {})
+    return jobs_table(listed, final)
+
+
+def run_detail(job_id: str, tail: int = 10) -> str:
+    from .store import paths
+    from .views.runs import job_detail
+
+    job = _stored_job(job_id)
+    tails = {}
+    for r in job["ranks"]:
+        try:
+            with open(paths.rank_log(job["id"], r["rank"]), encoding="utf-8", errors="replace") as f:
+                tails[r["rank"]] = f.read().splitlines()[-tail:]
+        except FileNotFoundError:
+            tails[r["rank"]] = []
+    return job_detail(job, tails, paths.job_dir(job["id"], create=False))
+
+
+def run_log(job_id: str, rank: int = 0) -> str:
+    from .store import paths
+
+    job = _stored_job(job_id)
+    if rank not in [r["rank"] for r in job["ranks"]]:
+        raise LaunchError(f"job {job['id']} has ranks 0..{len(job['ranks']) - 1}; no rank {rank}")
+    try:
+        with open(paths.rank_log(job["id"], rank), encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def run_compare(job_ids: Sequence[str]) -> tuple[str, list[dict[str, Any]]]:
+    """Final metrics side by side, and each job's rank-0 metric history (for a plot)."""
+    from .views.runs import compare_table
+
+    found = [_stored_job(j) for j in job_ids]
+    history = [{"id": j["id"], "metrics": store().metrics(j["id"], rank=0)} for j in found]
+    return compare_table(found), history
+
+
+def _stored_job(job_id: str) -> dict[str, Any]:
+    st = store()
+    _flush_store()
+    job = st.job(job_id)
+    if job is None:
+        raise LaunchError(f"no job {job_id!r} in the run store (or the prefix is ambiguous); %runs lists them")
+    return job
+
+
+def _flush_store() -> None:
+    if _WRITER is not None:
+        _WRITER.flush()
+
+
 def jobs() -> list[Job]:
     with _LOCK:
         return list(_JOBS)
@@ -206,4 +300,10 @@ def job_text(job: Job) -> str:
     return status_text(job.snapshot)
 
 
-atexit.register(stop_pool)
+def _shutdown() -> None:
+    stop_pool()
+    if _WRITER is not None:
+        _WRITER.close()
+
+
+atexit.register(_shutdown)

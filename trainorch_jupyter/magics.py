@@ -136,6 +136,48 @@ class TrainorchMagics(Magics):
         )
         print(f"Attached to {pool.describe()}")
 
+    # ------------------------------------------------------------------ %runs
+    @line_magic
+    def runs(self, line: str) -> None:
+        """Jobs in the run store.
+
+        %runs [-n N]                  recent jobs
+        %runs show ID                 details and the last lines of every rank
+        %runs logs ID [--rank K]      the full log of one rank
+        %runs compare ID ID [...]     final metrics side by side, with a plot
+        """
+        import argparse
+
+        try:
+            argv = shlex.split(line)
+        except ValueError as e:
+            raise UsageError(f"%runs: {e}") from None
+        try:
+            if not argv or argv[0].startswith("-"):
+                parser = argparse.ArgumentParser(prog="%runs", add_help=False)
+                parser.add_argument("-n", type=int, default=20)
+                opts, extra = _parse(parser, argv)
+                if extra or opts.n < 1:
+                    raise UsageError("usage: %runs [-n N] | show ID | logs ID [--rank K] | compare ID ID ...")
+                print(api.runs(opts.n))
+            elif argv[0] == "show" and len(argv) == 2:
+                print(api.run_detail(argv[1]))
+            elif argv[0] == "logs" and len(argv) >= 2:
+                parser = argparse.ArgumentParser(prog="%runs logs", add_help=False)
+                parser.add_argument("--rank", type=int, default=0)
+                opts, extra = _parse(parser, argv[2:])
+                if extra:
+                    raise UsageError(f"%runs logs: unknown option {extra[0]}")
+                print(api.run_log(argv[1], opts.rank), end="")
+            elif argv[0] == "compare" and len(argv) >= 3:
+                text, history = api.run_compare(argv[1:])
+                print(text)
+                _plot_history(history)
+            else:
+                raise UsageError("usage: %runs [-n N] | show ID | logs ID [--rank K] | compare ID ID ...")
+        except api.UsageProblem as e:
+            raise _usage(e) from None
+
     # ------------------------------------------------------------------ %%distribute
     @magic_arguments()
     @argument("--framework", "-f", default=None,
@@ -178,6 +220,31 @@ class TrainorchMagics(Magics):
             if launched:  # also after a failure or an interrupt: _job is the job that ran
                 self.shell.user_ns["_job"] = launched[-1]
         return job if args.bg else None
+
+
+def _plot_history(history: list[dict[str, Any]]) -> None:
+    """Metric against step for each job (rank 0), when matplotlib is installed."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(install matplotlib for the comparison plot)")
+        return
+    names = sorted({k for h in history for m in h["metrics"] for k, v in m["values"].items()
+                    if isinstance(v, (int, float))})
+    if not names:
+        return
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for h in history:
+            pts = [(m["step"] if m["step"] is not None else i, m["values"][name])
+                   for i, m in enumerate(h["metrics"]) if name in m["values"]]
+            if pts:
+                ax.plot(*zip(*pts), label=h["id"])
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    plt.show()
 
 
 def _parse(parser: Any, argv: list[str]) -> tuple[Any, list[str]]:

@@ -73,6 +73,7 @@ class Job:
         kind: str = model.DISTRIBUTE,
         parent_id: str | None = None,
         grace: float = DEFAULT_GRACE,
+        listeners: list[Callable[[Event], None]] | None = None,
     ) -> None:
         self.pool = pool
         self.id = job_id
@@ -85,7 +86,7 @@ class Job:
         self.events: list[Event] = []
         self._seq = 0
         self._lock = threading.RLock()
-        self._listeners: list[Callable[[Event], None]] = []
+        self._listeners: list[Callable[[Event], None]] = list(listeners or [])
         self.logs = RankLogs(job_id, [p.rank for p in plans])
         self._tails = {p.rank: collections.deque(maxlen=TAIL_LINES) for p in plans}
         self._partial = {p.rank: "" for p in plans}

@@ -161,6 +161,7 @@ def launch(
     pull: list[str] | None = None,
     gather: list[str] | None = None,
     grace: float = DEFAULT_GRACE,
+    listeners: list | None = None,
 ) -> Job:
     plans, backend_name, group_key, shared = plan(
         pool, source, n=n, framework=framework, backend=backend, timeout=timeout,
@@ -173,6 +174,7 @@ def launch(
     job = Job(
         pool, shared["job_id"], source, plans,
         framework=framework or "", backend=backend_name, group_key=group_key, grace=grace,
+        listeners=listeners,
     )
     job.group_addr = (plans[0].spec["master_addr"], plans[0].spec["master_port"]) if group_key else None
     job.submit(call, RUN_CELL)
