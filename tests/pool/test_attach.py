@@ -1,22 +1,30 @@
 """%cluster attach: someone else's running cluster is used, checked, and left running."""
 
+import uuid
+
 import ipyparallel as ipp
 import pytest
 
 from trainorch_jupyter import api
 from trainorch_jupyter.pool.engine_pool import EnginePool, PoolError
+from trainorch_jupyter.pool.watchdog import kill_cluster_processes
 
 
 @pytest.fixture
 def foreign_cluster():
     """A cluster started the way `ipcluster start -n 2` would, outside our pool."""
-    cluster = ipp.Cluster(n=2, log_level=40, cluster_id="trainorch-test-foreign")
+    cluster = ipp.Cluster(n=2, log_level=40, cluster_id=f"trainorch-test-foreign-{uuid.uuid4().hex[:6]}")
     cluster.start_cluster_sync()
     client = cluster.connect_client_sync()
     client.wait_for_engines(2, timeout=60, interactive=False)
     yield cluster, client
     client.close()
+    try:  # engines restarted through the cluster file are known to the file, not to this object
+        ipp.Cluster.from_file(cluster.cluster_file).stop_cluster_sync()
+    except Exception:
+        pass
     cluster.stop_cluster_sync()
+    kill_cluster_processes(cluster.cluster_id)
 
 
 def test_attach_refuses_engines_with_torch_already_imported(foreign_cluster):
