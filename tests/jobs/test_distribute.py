@@ -208,3 +208,37 @@ def test_framework_none_runs_plain_python_and_rank_env_does_not_leak(healthy_poo
         run("x = 1", backend="gloo")
     with pytest.raises(api.UsageProblem, match="use --framework none"):
         run("import sklearn\nx = 1")
+
+
+def test_output_of_child_processes_is_captured_per_rank(healthy_pool):
+    job = run(
+        """
+        import multiprocessing as mp, os, subprocess, sys
+        import torch
+        from torch.utils.data import DataLoader
+        from trainorch_jupyter.runtime import rank
+
+        def collate(batch):
+            print(f"worker of rank {rank()} got {batch}")
+            print("worker stderr", file=sys.stderr)
+            return batch
+
+        list(DataLoader(list(range(4)), batch_size=2, num_workers=2, collate_fn=collate))
+        subprocess.run(["sh", "-c", f"echo subprocess of rank {rank()}"])
+        os.write(1, f"fd write of rank {rank()}\\n".encode())
+
+        def square(x):
+            print(f"pool child of rank {rank()}: {x * x}")
+            return x * x
+
+        with mp.get_context("fork").Pool(2) as p:
+            p.map(square, [3])
+        """,
+        framework="none",
+    )
+    for r in (0, 1):
+        log = job.output(r)
+        for text in (f"worker of rank {r} got [0, 1]", f"worker of rank {r} got [2, 3]", "worker stderr",
+                     f"subprocess of rank {r}", f"fd write of rank {r}", f"pool child of rank {r}: 9"):
+            assert text in log, (r, text, log)
+    assert "[rank 1] subprocess of rank 1" in job.printed

@@ -17,6 +17,31 @@ def loaded_frameworks() -> list[str]:
     return [m for m in FRAMEWORK_MODULES if m in sys.modules]
 
 
+def _child_streams() -> None:
+    """In a forked child (a DataLoader or joblib worker), print straight to fd 1/2.
+
+    The engine's ``sys.stdout`` sends through its IOPub thread, which a forked child
+    does not have, so the child's prints would vanish.  The engine captures its
+    file descriptors 1 and 2, so writing there reaches the notebook, labelled
+    with this rank like everything else.
+    """
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        try:
+            setattr(sys, name, open(fd, "w", buffering=1, closefd=False, errors="replace"))
+        except OSError:
+            pass
+
+
+_FORK_HOOK = False
+
+
+def capture_children() -> None:
+    global _FORK_HOOK
+    if not _FORK_HOOK and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_child_streams)
+        _FORK_HOOK = True
+
+
 def pin(env: dict[str, str], controller_ip: str | None = None) -> dict[str, Any]:
     """Apply this engine's environment (GPU pinning, threads) before any framework import."""
     loaded = loaded_frameworks()
@@ -28,6 +53,7 @@ def pin(env: dict[str, str], controller_ip: str | None = None) -> dict[str, Any]
         )
     os.environ.update(env)
     STATE["pinned"] = dict(env)
+    capture_children()
     return host_info(controller_ip)
 
 
