@@ -69,6 +69,9 @@ def healthy_pool(pool):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    import shutil
+
     from trainorch_jupyter import api
 
     api.stop_pool()
+    shutil.rmtree(_TMP, ignore_errors=True)

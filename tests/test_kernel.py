@@ -118,6 +118,22 @@ def test_interrupt_stops_the_engines_and_the_next_cell_runs(kernel, where):
     assert time.monotonic() - t1 < 30
 
 
+def test_two_quick_interrupts_end_the_cell_cleanly(kernel):
+    code = "%%distribute\nimport time\ntime.sleep(600)\n"
+
+    def twice():
+        kernel.km.interrupt_kernel()
+        time.sleep(0.3)
+        kernel.km.interrupt_kernel()
+
+    timer = threading.Timer(3.0, twice)
+    res = kernel.run(code, timeout=60, on_start=timer.start)
+    assert res.status == "error" and res.ename == "KeyboardInterrupt"
+    assert "During handling" not in res.stderr + res.stdout
+    kernel.ok("%%distribute --gather r\nfrom trainorch_jupyter.runtime import rank\nr = rank()")
+    assert kernel.ok("print(r)").stdout.strip() == "[0, 1]"
+
+
 def test_torch_and_cuda_probing_in_the_kernel_do_not_break_launch(kernel):
     kernel.ok("import torch\ntorch.cuda.is_available()\nx = torch.ones(3) * 2")
     res = kernel.ok("%%distribute --gather r\nfrom trainorch_jupyter.runtime import rank\nr = rank()")

@@ -15,6 +15,16 @@ from ._version import __version__
 __all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
 
 
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "trainorch_jupyter"}]
+
+
+def _load_jupyter_server_extension(serverapp: Any) -> None:
+    from .server import load
+
+    load(serverapp)
+
+
 def load_ipython_extension(ipython: Any) -> None:
     from .magics import TrainorchMagics
 

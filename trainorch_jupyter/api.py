@@ -22,6 +22,7 @@ from .pool.engine_pool import EnginePool, PoolError
 from .pool.leases import GpuLeaseError
 from .store.db import RunStore, StoreWriter
 from .store.location import database_path
+from .views.panel import PanelView, widgets_available
 from .views.text import LiveText, status_text
 
 __all__ = [
@@ -184,8 +185,13 @@ def distribute(
             raise LaunchError(f"{framework} is not installed: {mod.install_hint()}")
     if n is not None and n < 1:
         raise LaunchError(f"-n must be a positive number of engines, got {n}")
-    if timeout is not None and timeout <= 0:
-        raise LaunchError(f"--timeout must be positive seconds, got {timeout:g}")
+    if timeout is not None and not (0 < timeout < 1e7):
+        raise LaunchError(f"--timeout must be a positive, finite number of seconds, got {timeout:g}")
+    if not (0 <= grace < 1e6):
+        raise LaunchError(f"--grace must be a finite number of seconds, zero or more, got {grace:g}")
+    both = sorted(set(pull) & set(gather))
+    if both:
+        raise LaunchError(f"{both[0]} is both pulled and gathered; use --gather (it includes rank 0's value)")
     if framework is None and (backend is not None or timeout is not None):
         flag = "--backend" if backend is not None else "--timeout"
         raise LaunchError(f"{flag} only applies to a framework's process group; add --framework torch")
@@ -204,23 +210,31 @@ def distribute(
     )
     with _LOCK:
         _JOBS[:] = _JOBS[-49:] + [job]  # running jobs and recent history
+    in_kernel = _in_kernel()
+    panel = None
+    if show and in_kernel and widgets_available():
+        panel = PanelView(job, background=bg)
     if bg:
         return job
-    view = LiveText(printer=log, display=_in_kernel()) if show else None
+    view = LiveText(printer=log, display=in_kernel and panel is None) if show else None
     if view is not None:
         view.start()
 
     def tick(j: Job) -> None:
         if view is not None:
             view.lines(j.take_lines(), j.logs.paths)
-            view.status(j.snapshot)
+            if panel is None:
+                view.status(j.snapshot)
 
     try:
         job.wait(on_tick=tick)
     finally:
         if view is not None:
             view.lines(job.take_lines(), job.logs.paths)
-            view.final(job.snapshot)
+            if panel is None:
+                view.final(job.snapshot)
+        if panel is not None:
+            panel.final()
     for (kind, name), value in job.results.items():
         namespace[name] = value
     return job

@@ -196,8 +196,6 @@ class TrainorchMagics(Magics):
     def distribute(self, line: str, cell: str) -> Any:
         """Run this cell on the engine pool as a distributed job."""
         args = parse_argstring(self.distribute, line)
-        if args.grace is not None and args.grace < 0:
-            raise UsageError("--grace must be zero or more seconds")
         known = set(map(id, api.jobs()))
         try:
             job = api.distribute(

@@ -163,3 +163,22 @@ def test_result_of_a_failed_job_raises_its_error(healthy_pool):
     job = run("raise RuntimeError('nope')", bg=True)
     with pytest.raises(DistributedError, match="RuntimeError: nope"):
         job.result("anything")
+
+
+def test_values_that_cannot_travel_back_are_named(healthy_pool):
+    with pytest.raises(DistributedError, match="--pull g: a generator cannot be sent to the notebook"):
+        run("g = (i for i in range(3))", pull=["g"])
+    assert_pool_works(healthy_pool)
+
+
+def test_compile_errors_and_bad_numbers_are_refused_before_shipping(healthy_pool):
+    with pytest.raises(CellError, match="top-level await does not run on the engines"):
+        run("import asyncio\nawait asyncio.sleep(0)")
+    with pytest.raises(CellError, match="'return' outside function"):
+        run("return 5")
+    for kw, msg in [({"timeout": float("nan")}, "--timeout must be a positive, finite"),
+                    ({"timeout": float("inf")}, "--timeout must be a positive, finite"),
+                    ({"grace": float("inf")}, "--grace must be a finite"),
+                    ({"pull": ["x"], "gather": ["x"]}, "x is both pulled and gathered")]:
+        with pytest.raises(LaunchError, match=msg):
+            run("import torch\nx = 1", **kw)

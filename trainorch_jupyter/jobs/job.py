@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import os
+import pickle
 import re
 import threading
 import time
@@ -23,6 +25,7 @@ import ipyparallel as ipp
 from .. import model
 from ..model import Event, Snapshot
 from ..pool.engine_pool import EnginePool
+from ..store import paths
 from ..store.logs import RankLogs
 
 REPORT_KEY = "__trainorch_reports__"
@@ -31,6 +34,7 @@ _DRIVERS = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_pre
 DEFAULT_GRACE = 5.0
 TAIL_LINES = 500
 PENDING_LINES = 200
+LATE_OUTPUT = 3.0  # seconds a finished job still collects output relayed late
 PEER_ERRORS = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
 
 
@@ -88,8 +92,9 @@ class Job:
         self._lock = threading.RLock()
         self._listeners: list[Callable[[Event], None]] = list(listeners or [])
         self.logs = RankLogs(job_id, [p.rank for p in plans])
+        self.stop_path = os.path.join(paths.job_dir(job_id), "stop")
         self._tails = {p.rank: collections.deque(maxlen=TAIL_LINES) for p in plans}
-        self._partial = {p.rank: "" for p in plans}
+        self._partial = {(p.rank, s): "" for p in plans for s in ("stdout", "stderr")}
         self._pending: dict[int, collections.deque] = {
             p.rank: collections.deque(maxlen=PENDING_LINES) for p in plans
         }
@@ -109,6 +114,7 @@ class Job:
         self._cancel_reason: str | None = None
         self._cancel_started: float | None = None
         self.killed: list[int] = []
+        self.ended_at: float | None = None
         self.results: dict[str, Any] = {}
         self.error: DistributedError | None = None
         self.emit(
@@ -190,8 +196,9 @@ class Job:
     def _on_text(self, rank: int, stream: str, text: str) -> None:
         self.logs.write(rank, text)
         with self._lock:
-            buf = self._partial[rank] + text
-            *complete, self._partial[rank] = buf.split("\n")
+            key = (rank, stream if stream == "stderr" else "stdout")
+            buf = self._partial[key] + text
+            *complete, self._partial[key] = buf.split("\n")
             for line in complete:
                 self._tails[rank].append(line)
                 if len(self._pending[rank]) == self._pending[rank].maxlen:
@@ -247,6 +254,8 @@ class Job:
                 self._collect()
                 if len(self._outcome) == len(self.plans) and self._drained():
                     break
+                if self._cancel_reason is None and os.path.exists(self.stop_path):
+                    self._cancel_reason = "cancel: stopped from the panel"  # the server's Stop
                 self._advance_cancel()
                 if time.monotonic() - last_flush > 0.5:
                     self.logs.flush()
@@ -256,9 +265,18 @@ class Job:
             self.error = DistributedError("internal error while watching the job", traceback.format_exc())
             self.emit(model.STATUS, None, {"state": model.FAILED, "error": self.error.summary})
         finally:
-            self.pool.tap.remove(self.on_iopub)
-            self.logs.close()
+            self.logs.flush()
+            self.ended_at = time.monotonic()
             self._done.set()
+            # Output a rank's children wrote to fd 1/2 is relayed by the engine's pipe
+            # watcher and can arrive after the rank went idle: keep listening a little.
+            timer = threading.Timer(LATE_OUTPUT, self._detach)
+            timer.daemon = True
+            timer.start()
+
+    def _detach(self) -> None:
+        self.pool.tap.remove(self.on_iopub)
+        self.logs.close()
 
     def _collect(self) -> None:
         self._collect_quiet()
@@ -318,25 +336,40 @@ class Job:
                 self.emit(model.STATUS, p.rank, {"state": model.LOST, "error": str(err)})
 
     def _finish(self) -> None:
-        for rank in self._partial:
-            if self._partial[rank]:
-                self._on_text(rank, "stdout", "\n")
+        for rank, stream in list(self._partial):
+            if self._partial[(rank, stream)]:
+                self._on_text(rank, stream, "\n")
         if self._errors:
             self.pool.group_key = self.pool.group_addr = None
         elif self.group_key is not None:
             self.pool.group_key, self.pool.group_addr = self.group_key, self.group_addr
         healed = self.pool.heal() if (self._errors and self.pool.owned) else []
         if not self._errors:
-            for rank, out in self._outcome.items():
-                for name, value in out.get("gather", {}).items():
-                    self.results.setdefault(("gather", name), [None] * len(self.plans))[rank] = value
-                for name, value in out.get("pull", {}).items():
-                    self.results[("pull", name)] = value
+            try:
+                self._unpack_results()
+            except Exception as e:
+                self.error = DistributedError(f"the cell ran, but its results could not be loaded here: {e}", "")
+                self.emit(model.STATUS, None, {"state": model.FAILED, "error": self.error.summary})
+                return
             self.emit(model.STATUS, None, {"state": model.DONE})
             return
         self.error = self._build_error(healed)
         state = model.CANCELLED if self._cancel_reason and self._cancel_reason.startswith("cancel") else model.FAILED
         self.emit(model.STATUS, None, {"state": state, "error": self.error.summary})
+
+    def _unpack_results(self) -> None:
+        """Load pulled and gathered values (pickled once on the engines)."""
+        for rank, out in self._outcome.items():
+            for kind in ("gather", "pull"):
+                for name, blob in out.get(kind, {}).items():
+                    try:
+                        value = pickle.loads(blob)
+                    except Exception as e:
+                        raise RuntimeError(f"--{kind} {name}: {type(e).__name__}: {e}") from None
+                    if kind == "pull":
+                        self.results[("pull", name)] = value
+                    else:
+                        self.results.setdefault(("gather", name), [None] * len(self.plans))[rank] = value
 
     def _build_error(self, healed: list[int]) -> DistributedError:
         root = self._root_cause()
@@ -389,8 +422,16 @@ class Job:
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"job {self.id} still running after {timeout:g} s")
         except KeyboardInterrupt:
-            self.cancel("interrupted")
-            raise
+            self.cancel("interrupted", wait=False)
+            deadline = time.monotonic() + self.grace + 30
+            while not self._done.is_set() and time.monotonic() < deadline:
+                try:
+                    self._done.wait(0.1)
+                except KeyboardInterrupt:
+                    continue  # already stopping: a second interrupt changes nothing
+            if on_tick is not None:
+                on_tick(self)
+            raise KeyboardInterrupt() from None
         if on_tick is not None:
             on_tick(self)
         if self.error is not None:
@@ -418,8 +459,14 @@ class Job:
                     self._dropped[rank] = 0
         return out
 
-    def output(self, rank: int = 0) -> str:
-        """Everything rank ``rank`` printed (stdout and stderr), from its log file."""
+    def output(self, rank: int = 0, settle: bool = True) -> str:
+        """Everything rank ``rank`` printed (stdout and stderr), from its log file.
+
+        Right after a job ends, waits until output relayed late (from the rank's
+        child processes) has had time to arrive, unless ``settle=False``.
+        """
+        if settle and self.ended_at is not None:
+            time.sleep(max(0.0, self.ended_at + 1.0 - time.monotonic()))
         return self.logs.read(rank)
 
     def tail(self, rank: int = 0, n: int = 20) -> list[str]:

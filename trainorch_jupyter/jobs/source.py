@@ -40,11 +40,16 @@ def parse(source: str) -> ast.Module:
     """
     code = to_python(source)
     try:
-        return ast.parse(code, filename="<distribute-cell>")
+        tree = ast.parse(code, filename="<distribute-cell>")
+        compile(tree, "<distribute-cell>", "exec")  # also 'return'/'await' outside a function
     except SyntaxError as e:
         line = (e.text or "").strip()
         where = f"line {e.lineno}" + (f": {line}" if line else "")
-        raise CellError(f"syntax error in the cell, {where} ({e.msg}); nothing was sent") from None
+        hint = ""
+        if "await" in (e.msg or ""):
+            hint = "; top-level await does not run on the engines: wrap it in asyncio.run(...)"
+        raise CellError(f"syntax error in the cell, {where} ({e.msg}){hint}; nothing was sent") from None
+    return tree
 
 
 def imported_frameworks(tree: ast.Module) -> list[str]:

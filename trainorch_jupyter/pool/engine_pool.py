@@ -11,6 +11,7 @@ engine takes over its slot with the same pinning.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import ipyparallel as ipp
 
@@ -57,6 +58,22 @@ class EngineSlot:
 
     def env(self) -> dict[str, str]:
         return envmod.engine_env(self.gpu.token if self.gpu else None, self.threads)
+
+
+@contextlib.contextmanager
+def _engine_environment() -> Iterator[None]:
+    """Launch engines without ``PYTEST_CURRENT_TEST``.
+
+    ipykernel stops capturing file descriptors 1/2 (the output of a rank's child
+    processes) when it sees that variable, and a kernel run by nbval or pytest
+    has it.  An engine is not a test, so it must not inherit it.
+    """
+    saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = saved
 
 
 def _cores() -> int:
@@ -140,7 +157,8 @@ class EnginePool:
             kwargs["config"] = config
         try:
             cluster = ipp.Cluster(**kwargs)
-            cluster.start_cluster_sync()
+            with _engine_environment():
+                cluster.start_cluster_sync()
             client = cluster.connect_client_sync()
             client.wait_for_engines(n, timeout=timeout, interactive=False)
         except Exception as e:
@@ -210,7 +228,8 @@ class EnginePool:
             n = len(client.ids)
             before = set(client.ids)
             cluster.stop_engines_sync()
-            cluster.start_engines_sync(n)
+            with _engine_environment():
+                cluster.start_engines_sync(n)
             deadline = time.monotonic() + timeout + 60
             while len(set(client.ids) - before) < n:
                 if time.monotonic() > deadline:
@@ -369,7 +388,8 @@ class EnginePool:
         self.generation += 1
         self.group_key = self.group_addr = None
         known = self.alive_ids()
-        self.cluster.start_engines_sync(len(slots))
+        with _engine_environment():
+            self.cluster.start_engines_sync(len(slots))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             new = sorted(self.alive_ids() - known)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+
+import cloudpickle
 import linecache
 import os
 from typing import Any
@@ -70,7 +72,14 @@ def run(source: str, spec: dict[str, Any]) -> dict[str, Any]:
             value = ns[name]
             if spec.get("prepare"):
                 value = _call(spec["prepare"], value)
-            out[kind][name] = value
+            try:
+                # pickled here, once, so a value that cannot travel is named
+                out[kind][name] = cloudpickle.dumps(value)
+            except Exception as e:
+                raise TypeError(
+                    f"--{kind} {name}: a {type(value).__name__} cannot be sent to the notebook "
+                    f"({type(e).__name__}: {e}); pull something picklable, such as a state_dict"
+                ) from None
         return out
     except BaseException:
         try:

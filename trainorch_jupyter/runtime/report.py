@@ -54,7 +54,8 @@ class _Reporter:
     # -- the stream ----------------------------------------------------------------------
     def add(self, step: int | None, total: int | None, metrics: dict[str, Any]) -> None:
         now = time.time()
-        clean = {k: _number(v) for k, v in metrics.items()}
+        clean = {str(k): _number(v) for k, v in metrics.items()}
+        step, total = _int(step), _int(total)  # never ship a tensor: the kernel must not import torch
         with self.lock:
             self.buffer.append((self.seq, now, step, total, clean))
             self.seq += 1
@@ -84,7 +85,17 @@ def _number(v: Any) -> Any:
     try:
         return float(v)
     except (TypeError, ValueError):
-        return str(v)
+        text = str(v)
+        return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _int(v: Any) -> int | None:
+    if v is None:
+        return None
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
 
 
 def _current_parent() -> dict | None:

@@ -39,7 +39,8 @@ class RankLogs:
                 f.close()
 
     def read(self, rank: int) -> str:
-        self.flush()
+        if not self._closed:
+            self.flush()
         try:
             with open(self.paths[rank], encoding="utf-8", errors="replace") as f:
                 return f.read()

@@ -11,6 +11,15 @@ from typing import Any, Callable
 from ..model import Snapshot
 
 LINES_PER_REFRESH = 40   # per rank, per refresh: keeps IOPub far below Jupyter's rate limits
+MAX_LINE = 2000          # characters of one line shown; the log keeps it whole
+
+
+def clip(line: str) -> str:
+    if "\r" in line:  # a progress bar redrawn in place: show its last state
+        line = line.rstrip("\r").rsplit("\r", 1)[-1]
+    if len(line) > MAX_LINE:
+        return line[:MAX_LINE] + f" ... [{len(line) - MAX_LINE} more characters in the log]"
+    return line
 
 
 def fmt_value(v: Any) -> str:
@@ -82,7 +91,7 @@ class LiveText:
                 out.append(
                     f"[rank {rank}] ... {dropped} more lines not shown here (full log: {log_paths.get(rank, '?')})"
                 )
-            out.extend(f"[rank {rank}] {line}" for line in lines)
+            out.extend(f"[rank {rank}] {clip(line)}" for line in lines)
         if out:
             self.printer("\n".join(out))
 
