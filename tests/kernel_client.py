@@ -18,6 +18,8 @@ class Result:
     stderr: str = ""
     displays: list = field(default_factory=list)
     messages: list = field(default_factory=list)  # (arrival time, msg_type, size in bytes)
+    others: list = field(default_factory=list)  # messages of other parents seen meanwhile
+    raw: list = field(default_factory=list)  # this cell's messages, whole
 
     @property
     def text(self) -> str:
@@ -42,8 +44,10 @@ class Kernel:
             except queue.Empty:
                 continue
             if msg["parent_header"].get("msg_id") != msg_id:
+                res.others.append(msg)
                 continue
             kind, content = msg["msg_type"], msg["content"]
+            res.raw.append(msg)
             size = len(str(content))
             res.messages.append((time.monotonic(), kind, size))
             if kind == "status" and content["execution_state"] == "busy" and not started:

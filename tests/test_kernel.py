@@ -119,7 +119,9 @@ def test_interrupt_stops_the_engines_and_the_next_cell_runs(kernel, where):
 
 
 def test_two_quick_interrupts_end_the_cell_cleanly(kernel):
-    code = "%%distribute\nimport time\ntime.sleep(600)\n"
+    # ranks that ignore SIGINT: the cancel takes the grace period, so the second
+    # interrupt lands while the first is still being handled
+    code = "%%distribute --grace 2\nimport signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(600)\n"
 
     def twice():
         kernel.km.interrupt_kernel()
@@ -132,6 +134,32 @@ def test_two_quick_interrupts_end_the_cell_cleanly(kernel):
     assert "During handling" not in res.stderr + res.stdout
     kernel.ok("%%distribute --gather r\nfrom trainorch_jupyter.runtime import rank\nr = rank()")
     assert kernel.ok("print(r)").stdout.strip() == "[0, 1]"
+
+
+def test_background_job_panel_keeps_updating_while_other_cells_run(kernel):
+    kernel.ok(
+        "%%distribute --bg\n"
+        "import time\n"
+        "from trainorch_jupyter.runtime import report, rank\n"
+        "for i in range(60):\n"
+        "    report(step=i + 1, total=60, loss=1.0 / (i + 1))\n"
+        "    print('step', i, flush=True)\n"
+        "    time.sleep(0.05)\n"
+    )
+    res = kernel.ok("import time\ntime.sleep(1.5)\nx = 1")
+    # ipykernel sends a thread's comm messages under whatever cell is running now
+    updates = [m for m in res.others + res.raw if m["msg_type"] == "comm_msg"
+               and m["content"].get("data", {}).get("method") == "update"]
+    assert len(updates) >= 5, "the panel did not update while another cell ran"
+    kernel.ok("_job.wait()\n_job.panel.thread.join(5)")  # the panel's last refresh follows the job's end
+    state = json.loads(kernel.ok("print(_job.panel.panel.state_json())").stdout)
+    assert set(state["rows"]) == {"0", "1"}
+    for row in state["rows"].values():
+        assert row["bar"] == 1.0 and row["step"] == "60/60" and "loss=0.01667" in row["metrics"], state
+        assert "done" in row["state"]
+    assert "step 59" in state["logs"][0] and "step 59" in state["logs"][1]
+    assert state["stop"] == ""  # no Stop button once the job has ended
+    assert "done" in state["header"]
 
 
 def test_torch_and_cuda_probing_in_the_kernel_do_not_break_launch(kernel):

@@ -214,6 +214,7 @@ def distribute(
     panel = None
     if show and in_kernel and widgets_available():
         panel = PanelView(job, background=bg)
+        job.panel = panel
     if bg:
         return job
     view = LiveText(printer=log, display=in_kernel and panel is None) if show else None

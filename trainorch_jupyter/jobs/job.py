@@ -115,6 +115,7 @@ class Job:
         self._cancel_started: float | None = None
         self.killed: list[int] = []
         self.ended_at: float | None = None
+        self.panel: Any = None  # the live panel showing this job, if any
         self.results: dict[str, Any] = {}
         self.error: DistributedError | None = None
         self.emit(
