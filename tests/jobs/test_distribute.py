@@ -264,3 +264,12 @@ def test_report_steps_are_plain_ints_even_from_tensors(healthy_pool):
     row = job.snapshot.ranks[0]
     assert row.step == 3 and type(row.step) is int and type(row.total) is int
     assert row.metrics["loss"] == 0.5 and len(row.metrics["note"]) <= 203
+
+
+def test_long_outputs_do_not_pile_up_in_the_client(healthy_pool):
+    job = run("for i in range(20_000):\n    print('line', i)", framework="none")
+    assert job.output(0).count("\n") == 20_000
+    client = healthy_pool.client
+    for ar in job._ars.values():
+        for msg_id in ar.msg_ids:
+            assert not client.metadata[msg_id]["stdout"]  # kept in the log, not in memory twice

@@ -161,18 +161,21 @@ class Job:
         return len(self.plans)
 
     # -- IOPub (client IO thread) ------------------------------------------------------------
-    def on_iopub(self, msg: dict[str, Any]) -> None:
+    def on_iopub(self, msg: dict[str, Any]) -> bool:
+        """Take a message of this job's ranks; True when it is ours (we keep its text)."""
         parent = msg.get("parent_header") or {}
         msg_id = parent.get("msg_id")
         if not msg_id:
-            return
+            return False
         with self._lock:
             rank = self._msg_rank.get(msg_id)
             if rank is None:
                 if self._submitting:
                     self._early.setdefault(msg_id, []).append(msg)
-                return
+                    return True
+                return False
         self._handle(rank, msg)
+        return True
 
     def _handle(self, rank: int, msg: dict[str, Any]) -> None:
         kind = msg["header"]["msg_type"]

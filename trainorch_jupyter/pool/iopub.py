@@ -2,8 +2,10 @@
 
 ipyparallel folds every engine's output into per-message metadata (and keeps
 only the latest ``data_message`` value).  Jobs need every message, in order, as
-it arrives: this tap sees each deserialised IOPub message right after the
-Client's own handler has, on the Client's IO thread.
+it arrives: this tap shows each deserialised IOPub message to the hooks, on the
+Client's IO thread.  A hook that returns True *claims* a ``stream`` message: it
+keeps the text itself (log files, a bounded tail), so the Client does not also
+pile the whole output of a long job up in memory.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any, Callable
 
 from ipyparallel import Client
 
-Hook = Callable[[dict[str, Any]], None]
+Hook = Callable[[dict[str, Any]], Any]
 
 
 class IOPubTap:
@@ -27,22 +29,21 @@ class IOPubTap:
         session = client.session
 
         def handler(msg_parts: list) -> None:
-            if inner is not None:
-                _, parts = session.feed_identities(msg_parts, copy=False)
-                try:
-                    msg = session.deserialize(parts, content=True, copy=False)
-                except Exception:
-                    return
-                inner(client, msg)
-            else:  # pragma: no cover - older ipyparallel without the decorator
+            if inner is None:  # pragma: no cover - older ipyparallel without the decorator
                 client._dispatch_iopub(msg_parts)
-                _, parts = session.feed_identities(msg_parts, copy=False)
+            _, parts = session.feed_identities(msg_parts, copy=False)
+            try:
                 msg = session.deserialize(parts, content=True, copy=False)
+            except Exception:
+                return
+            claimed = False
             for hook in self.hooks():
                 try:
-                    hook(msg)
+                    claimed = bool(hook(msg)) or claimed
                 except Exception:  # a broken listener must not break the client
                     client.log.exception("trainorch IOPub hook failed")
+            if inner is not None and not (claimed and msg["header"]["msg_type"] == "stream"):
+                inner(client, msg)
 
         done = threading.Event()
 
