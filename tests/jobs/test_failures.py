@@ -66,6 +66,11 @@ def test_rank_dies_hard_while_peer_waits_in_all_reduce(healthy_pool, how):
     assert elapsed < 20, f"took {elapsed:.1f} s to notice a dead rank"
     assert "replaced dead engines of rank 1" in e.value.details
     assert healthy_pool.slots[1].engine_id != old
+    # the run store has it too
+    api._flush_store()
+    stored = api.store().job(api.jobs()[-1].id)
+    assert stored["state"] == "failed" and stored["ranks"][1]["state"] == "failed"
+    assert "engine died" in stored["ranks"][1]["error"]
     assert_pool_works(healthy_pool)
 
 
