@@ -11,9 +11,11 @@ creates its ipywidgets panel.  Measured side by side, in one run:
    panel, nothing printed.  The run store records both (it cannot be turned
    off), so (b) is "display off", not "bookkeeping off".  Alternated, medians;
 2. lines per second relayed from 4 ranks, each printing ``--lines`` lines as
-   fast as it can, into the rank log files (and the panel): cell start to the
-   moment every rank's ``$TRAINORCH_HOME/jobs/<id>/rank-<k>.log`` holds all its
-   lines; with the IOPub messages and bytes the kernel sent the notebook client
+   fast as it can, into the rank log files (and the panel): from the cell's
+   execute request to the moment every rank's
+   ``$TRAINORCH_HOME/jobs/<id>/rank-<k>.log`` holds all its lines (polled every
+   20 ms from this process; the kernel flushes the logs every 0.5 s and at the
+   end), with the IOPub messages and bytes the kernel sent the notebook client
    for that cell (the view must stay bounded, whatever the ranks print).
 
     python bench/monitoring.py [--repeats N] [--lines L] [--json PATH]
@@ -46,58 +48,13 @@ for _p in (REPO, os.path.join(REPO, "tests")):
         sys.path.insert(0, _p)
 
 TRAIN_WORLD = 2
+
+from bench.workloads import TRAIN_BODY  # noqa: E402  (the same loop as launch.py)
 LINES_WORLD = 4
 
 # -- the workloads ---------------------------------------------------------------------------
 
-# Identical under both modes.  The process group exists when it starts; rank 0
-# leaves its figures in ``bench_result`` (pulled back into the kernel).
-TRAIN_BODY = """\
-import time
-import torch
-import torch.distributed as dist
-import torch.nn as nn
-from torch.nn.parallel import DistributedDataParallel as DDP
-from trainorch_jupyter.runtime import report
 
-torch.set_num_threads(1)
-torch.manual_seed(0)
-_rank = dist.get_rank()
-X = torch.randn(512, 64)
-y = torch.randint(0, 10, (512,))
-model = DDP(nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)))
-opt = torch.optim.SGD(model.parameters(), lr=0.1)
-loss_fn = nn.CrossEntropyLoss()
-STEPS, STEP_S, BATCH = {steps}, {step_s!r}, 32
-dist.barrier()
-_works = []
-_t_first = time.perf_counter()
-for step in range(STEPS):
-    _t0 = time.perf_counter()
-    _i = (step * BATCH) % (512 - BATCH)
-    opt.zero_grad()
-    loss = loss_fn(model(X[_i:_i + BATCH]), y[_i:_i + BATCH])
-    loss.backward()
-    opt.step()
-    _loss = loss.item()
-    report(step=step + 1, total=STEPS, loss=_loss)
-    print(f"rank {{_rank}} step {{step + 1}}/{{STEPS}} loss {{_loss:.4f}}", flush=True)
-    _work = time.perf_counter() - _t0
-    _works.append(_work)
-    if _work < STEP_S:
-        time.sleep(STEP_S - _work)
-_t_last = time.perf_counter()
-_works.sort()
-bench_result = {{
-    "rank": _rank,
-    "steps": STEPS,
-    "seconds": _t_last - _t_first,
-    "steps_per_s": STEPS / (_t_last - _t_first),
-    "work_ms_median": 1000 * _works[len(_works) // 2],
-    "work_ms_max": 1000 * _works[-1],
-    "overruns": sum(w > STEP_S for w in _works),
-}}
-"""
 
 # Plain Python (no framework import: no process group).  ``print_s`` is how long
 # the rank itself took to print; gathered from every rank.
@@ -294,11 +251,11 @@ class Bench:
         k = self.kernel(TRAIN_WORLD)
         body = TRAIN_BODY.format(steps=steps, step_s=step_s)
         warm = TRAIN_BODY.format(steps=5, step_s=step_s)
-        panel_cell = "%%distribute --pull bench_result\n" + body
+        panel_cell = "%%distribute --framework torch --pull bench_result\n" + body
         off_cell = (
             "from trainorch_jupyter import api as _bapi\n"
             "_bns = dict()\n"
-            "_bjob = _bapi.distribute({src!r}, namespace=_bns, pull=['bench_result'], show=False)\n"
+            "_bjob = _bapi.distribute({src!r}, namespace=_bns, framework='torch', pull=['bench_result'], show=False)\n"
             "bench_result = _bns['bench_result']\n"
         )
 
@@ -324,7 +281,7 @@ class Bench:
         # not timed: the process group, torch on the engines, ipywidgets in the kernel
         t = time.perf_counter()
         run("warm-up off", off_cell.format(src=warm), "_bjob")
-        run("warm-up panel", "%%distribute --pull bench_result\n" + warm, "_job")
+        run("warm-up panel", "%%distribute --framework torch --pull bench_result\n" + warm, "_job")
         say(f"  warm-up (process group, imports) {time.perf_counter() - t:.1f} s")
 
         runs: dict[str, list[dict]] = {"panel": [], "off": []}
@@ -367,7 +324,9 @@ class Bench:
             watcher.stop(wait=10.0)
             late = self.drain(k, quiet=0.5)
             cpu1 = self.kernel_cpu(k)
-            t0 = started[0] if started else sent
+            # from the execute request: the busy status is read by this process, which
+            # may be starved of CPU while 4 ranks print, so it can be noted late
+            t0 = sent
             facts = self.facts(k, "_job")
             print_s = json.loads(k.ok("import json; print(json.dumps(print_s))").stdout.strip().splitlines()[-1])
             if facts["id"] != watcher.job_id:
@@ -377,16 +336,16 @@ class Bench:
                                    f"_job.output() has {facts['log_lines']} of {L} lines")
             t_all = max(watcher.reached) - t0
             own = tally(res.raw)
-            during = [m for m in res.others]
             r = {
                 "job": facts["id"], "panel": facts["panel"],
                 "seconds_to_all_lines": t_all, "lines_per_s": LINES_WORLD * L / t_all,
-                "cell_s": idle - t0, "rank_print_s": print_s,
+                "cell_s": idle - t0, "busy_seen_after_s": (started[0] - t0) if started else None,
+                "rank_print_s": print_s,
                 "per_rank_s": [t - t0 for t in watcher.reached],
                 "kernel_cpu_s": cpu1 - cpu0,
                 "iopub_messages": own["messages"], "iopub_bytes": own["bytes"],
                 "iopub_largest_bytes": own["largest_bytes"], "iopub_by_type": own["by_type"],
-                "iopub_other_parent": tally(during), "iopub_after_idle": tally(late),
+                "iopub_other_parent": tally(res.others), "iopub_after_idle": tally(late),
                 "stdout_lines_shown": len(res.stdout.splitlines()),
             }
             runs.append(r)
@@ -515,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=120, help="training steps per run; default 120")
     ap.add_argument("--step-ms", type=float, default=25.0, help="fixed step length (>= 20 ms); default 25")
     ap.add_argument("--lines", type=int, default=20000, help="lines printed by each of the 4 ranks; default 20000")
-    ap.add_argument("--line-repeats", type=int, default=1, help="runs of the lines cell; default 1")
+    ap.add_argument("--line-repeats", type=int, default=3, help="runs of the lines cell; default 3")
     ap.add_argument("--skip-training", action="store_true", help="measure only the lines row")
     ap.add_argument("--skip-lines", action="store_true", help="measure only the training row")
     ap.add_argument("--json", metavar="PATH", help="also write every figure as JSON to PATH")

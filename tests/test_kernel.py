@@ -162,6 +162,20 @@ def test_background_job_panel_keeps_updating_while_other_cells_run(kernel):
     assert "done" in state["header"]
 
 
+def test_panel_of_a_quick_job_misses_nothing(kernel):
+    kernel.ok(
+        "%%distribute\n"
+        "from trainorch_jupyter.runtime import report\n"
+        "print('first line', flush=True)\n"
+        "report(step=1, total=2, loss=1.0)\n"
+        "report(step=2, total=2, loss=0.5)\n"
+    )
+    state = json.loads(kernel.ok("print(_job.panel.panel.state_json())").stdout)
+    assert "first line" in state["logs"][0] and "first line" in state["logs"][1]
+    points = kernel.ok("print(len(_job.panel.panel.history['loss'][0]))").stdout.strip()
+    assert points == "2"  # the report sent before the panel subscribed is on the chart
+
+
 def test_torch_and_cuda_probing_in_the_kernel_do_not_break_launch(kernel):
     kernel.ok("import torch\ntorch.cuda.is_available()\nx = torch.ones(3) * 2")
     res = kernel.ok("%%distribute --gather r\nfrom trainorch_jupyter.runtime import rank\nr = rank()")

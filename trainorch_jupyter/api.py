@@ -39,21 +39,25 @@ _WRITER: StoreWriter | None = None
 
 def store(log: Callable[[str], None] = print) -> RunStore:
     """This kernel's run store (opened on first use; jobs of dead kernels are marked lost)."""
-    global _STORE, _WRITER
+    global _STORE
     with _LOCK:
         if _STORE is None:
             path, note = database_path()
             if note:
                 log(note)
             _STORE = RunStore(path)
-            _WRITER = StoreWriter(_STORE, on_error=lambda e: log(f"trainorch: run store write failed: {e}"))
         return _STORE
 
 
-def _writer() -> StoreWriter:
-    store()
-    assert _WRITER is not None
-    return _WRITER
+def _writer(log: Callable[[str], None] = print) -> StoreWriter:
+    """The thread that writes this kernel's jobs into the store (it opens the store itself)."""
+    global _WRITER
+    with _LOCK:
+        if _WRITER is None:
+            _WRITER = StoreWriter(
+                lambda: store(log), on_error=lambda e: log(f"trainorch: run store write failed: {e}")
+            )
+        return _WRITER
 
 # Errors that mean "the request was wrong": magics turn them into one-line UsageErrors.
 UsageProblem = (LaunchError, CellError, PoolError, GpuLeaseError, UnknownFramework)
@@ -206,7 +210,7 @@ def distribute(
     job = launch(
         pool, source, framework=framework, n=n, backend=backend, timeout=timeout,
         push_values=values, pull=list(pull), gather=list(gather), grace=grace,
-        listeners=[_writer()],
+        listeners=[_writer(log)],
     )
     with _LOCK:
         _JOBS[:] = _JOBS[-49:] + [job]  # running jobs and recent history

@@ -148,9 +148,20 @@ class Job:
             fn(ev)
         return ev
 
-    def subscribe(self, fn: Callable[[Event], None]) -> None:
+    def subscribe(self, fn: Callable[[Event], None], replay: bool = False) -> dict[int, list[str]]:
+        """Call ``fn`` with every event from now on; with ``replay``, first with the kept
+        events so far.  Returns each rank's output tail as of subscribing, so a late
+        subscriber (a panel) misses nothing."""
         with self._lock:
+            past = list(self.events) if replay else []
+            tails = {r: list(t) for r, t in self._tails.items()}
+            partial = {k: v for k, v in self._partial.items() if v}
             self._listeners.append(fn)
+        for ev in past:
+            fn(ev)
+        for (rank, _stream), text in partial.items():
+            tails[rank].append(text)  # a line still being written
+        return tails
 
     @property
     def state(self) -> str:

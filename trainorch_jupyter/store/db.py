@@ -319,9 +319,12 @@ class StoreWriter:
     killed with SIGKILL loses at most that much.
     """
 
-    def __init__(self, store: RunStore, interval: float = 0.25,
+    def __init__(self, store: "RunStore | Callable[[], RunStore]", interval: float = 0.25,
                  on_error: Callable[[BaseException], None] | None = None) -> None:
-        self.store = store
+        # a callable is opened on the writer's thread: opening (and migrating) a
+        # store never delays the first job
+        self._open = store if callable(store) and not isinstance(store, RunStore) else None
+        self.store = None if self._open else store
         self.interval = interval
         self.on_error = on_error
         self._buf: list[Event] = []
@@ -340,6 +343,13 @@ class StoreWriter:
                 self._cv.notify()  # state changes go out at once
 
     def _loop(self) -> None:
+        if self._open is not None:
+            try:
+                self.store = self._open()
+            except BaseException as e:
+                if self.on_error:
+                    self.on_error(e)
+                return
         while True:
             with self._cv:
                 if not self._buf and not self._stop:

@@ -25,6 +25,8 @@ from ..model import FAILED, Snapshot
 from .text import fmt_metrics, fmt_value, progress, status_text
 
 MAX_RATE = 10.0        # updates per second, at most
+LOGS_EVERY = 0.5       # seconds between log tab refreshes (a tab is re-sent whole)
+KEEP_PANELS = 20       # panels kept alive in the kernel; older (finished) ones are closed
 CHART_EVERY = 1.0      # seconds between chart redraws
 LOG_LINES = 500        # lines of each rank's log kept in view
 CHART_POINTS = 400     # points kept per metric and rank
@@ -147,6 +149,7 @@ class JobPanel:
         self._lock = threading.Lock()
         self._last = 0.0
         self._last_chart = 0.0
+        self._last_logs = 0.0
         self.header = w.HTML(header_html(snap))
         self.rows: dict[int, dict[str, Any]] = {}
         grid = [w.HTML("<b>rank</b>"), w.HTML("<b>host</b>"), w.HTML("<b>device</b>"),
@@ -211,10 +214,16 @@ class JobPanel:
             if force or now - self._last_chart >= CHART_EVERY:
                 self._last_chart = now
                 self.chart.value = chart_svg(history)
-            for i, r in enumerate(self.tails):
-                self.logs.children[i].value = log_html(tails[r], self.log_paths[r])
+            if force or now - self._last_logs >= LOGS_EVERY:
+                self._last_logs = now
+                for i, r in enumerate(self.tails):
+                    self.logs.children[i].value = log_html(tails[r], self.log_paths[r])
             self.stop.value = stop_html(self.job_id, snap.state)
         return True
+
+    def all_widgets(self) -> list[Any]:
+        cells = [c for row in self.rows.values() for c in row.values()]
+        return [self.header, *cells, self.table, self.chart, *self.logs.children, self.logs, self.stop, self.box]
 
     def bundle(self, text: str) -> dict[str, Any]:
         """The display bundle: the widget where widgets render, ``text`` elsewhere."""
@@ -253,9 +262,17 @@ class PanelView:
 
         self.job = job
         self.panel = JobPanel(job.snapshot, job.logs.paths)
-        self._partial: dict[int, str] = {}
+        self._partial: dict[tuple[int, str], str] = {}
         self._metric, self._output = METRIC, OUTPUT
-        job.subscribe(self._on_event)
+        # subscribed after launch: replay what happened so far, so nothing is missed
+        tails = job.subscribe(self._on_event, replay=True)
+        self.panel.add_lines({r: (lines, 0) for r, lines in tails.items()})
+        _LIVE.append(self)
+        finished = [p for p in _LIVE if p.job.done]
+        while len(_LIVE) > KEEP_PANELS and finished:  # an old cell's panel: free its widgets
+            old = finished.pop(0)
+            _LIVE.remove(old)
+            old.close()
         placeholder = (
             f"{job.snapshot.framework or 'python'} job on {job.snapshot.world_size} "
             f"rank{'s' if job.snapshot.world_size != 1 else ''}: running in the background"
@@ -269,8 +286,9 @@ class PanelView:
         if ev.kind == self._metric:
             self.panel.add_metric(ev.rank, ev.data.get("step"), ev.data.get("metrics", {}))
         elif ev.kind == self._output and ev.rank is not None:
-            buf = self._partial.get(ev.rank, "") + ev.data.get("text", "")
-            *lines, self._partial[ev.rank] = buf.split("\n")
+            key = (ev.rank, ev.data.get("stream", "stdout"))
+            buf = self._partial.get(key, "") + ev.data.get("text", "")
+            *lines, self._partial[key] = buf.split("\n")
             if lines:
                 self.panel.add_lines({ev.rank: (lines, 0)})
 
@@ -283,6 +301,11 @@ class PanelView:
             time.sleep(1.0 / MAX_RATE)
         self.panel.update(self.job.snapshot, force=True)
 
+    def close(self) -> None:
+        """Close the widgets (their models leave the kernel and the browser)."""
+        for widget in self.panel.all_widgets():
+            widget.close()
+
     def final(self) -> None:
         """From the cell's own thread: swap the live display for the final one."""
         from IPython.display import display
@@ -291,6 +314,9 @@ class PanelView:
         self.panel.update(self.job.snapshot, force=True)
         self.handle.update({"text/plain": ""}, raw=True)
         display(self.panel.bundle(status_text(self.job.snapshot)), raw=True)
+
+
+_LIVE: list[PanelView] = []
 
 
 def widgets_available() -> bool:
