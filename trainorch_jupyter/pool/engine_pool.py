@@ -30,8 +30,8 @@ from .iopub import IOPubTap
 from .remote import call
 
 RUNTIME = "trainorch_jupyter.runtime.engine"
-HEARTBEAT_MS = 250          # registration completes on the first heartbeat: keep it short
-HEARTBEAT_MISSES = 20       # ... and tolerate 5 s of silence before declaring an engine dead
+HEARTBEAT_MS = 100          # registration completes on the first heartbeat: keep it short
+HEARTBEAT_MISSES = 50       # ... and tolerate 5 s of silence before declaring an engine dead
 DEFAULT_CPU_ENGINES = 2
 LAUNCHERS = ("local", "mpi", "slurm", "ssh", "pbs", "sge", "lsf", "htcondor", "batch")
 
