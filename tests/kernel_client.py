@@ -65,7 +65,12 @@ class Kernel:
                 res.ename, res.evalue = content["ename"], content["evalue"]
             elif kind == "status" and content["execution_state"] == "idle":
                 break
-        reply = self.kc.get_shell_msg(timeout=10)
+        # the reply to *this* request: start_new_kernel can leave an extra
+        # kernel_info_reply queued, which would shift every later reply by one
+        while True:
+            reply = self.kc.get_shell_msg(timeout=10)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
         res.status = reply["content"]["status"]
         if res.status == "error" and not res.ename:
             # IPython reports a UsageError on stderr, not as an error message
