@@ -25,7 +25,8 @@ JOB = "job"          # job created: data holds the job's static fields
 STATUS = "status"    # state change of the job (rank None) or of one rank
 METRIC = "metric"    # a report(): step/total and metrics
 OUTPUT = "output"    # a chunk of a rank's stdout/stderr: data = {"stream", "text"}
-TRIAL_UPDATE = "trial"
+TRIAL_UPDATE = "trial"  # a trial of a tune job started/reported/ended: data = the trial's fields (merged)
+VALIDATION = "validation"  # a validate job's result: data = metrics, bounds, verdict
 
 # states
 PENDING = "pending"
@@ -90,6 +91,9 @@ class Snapshot:
     source: str = ""
     error: str = ""
     ranks: dict[int, RankRow] = field(default_factory=dict)
+    study: dict[str, Any] = field(default_factory=dict)     # tune jobs: name, storage, directions, ...
+    trials: dict[int, dict[str, Any]] = field(default_factory=dict)  # tune jobs: by trial number
+    result: dict[str, Any] = field(default_factory=dict)    # validate jobs: metrics, bounds, passed
     last_seq: int = -1
 
     # -- reduction -----------------------------------------------------------------
@@ -102,7 +106,7 @@ class Snapshot:
         if ev.kind == JOB:
             self.id = ev.job_id
             self.created = ev.time
-            for key in ("kind", "parent_id", "framework", "backend", "world_size", "source"):
+            for key in ("kind", "parent_id", "framework", "backend", "world_size", "source", "study"):
                 if key in d:
                     setattr(self, key, d[key])
             for r in d.get("ranks", []):
@@ -141,6 +145,15 @@ class Snapshot:
                 self.step, self.total = row.step, row.total
         elif ev.kind == OUTPUT:
             self._row(ev.rank).lines += d.get("text", "").count("\n")
+        elif ev.kind == TRIAL_UPDATE:
+            trial = self.trials.setdefault(d["number"], {"number": d["number"]})
+            for key, value in d.items():
+                if key == "intermediate":  # {step: value}, reported a few at a time
+                    trial.setdefault("intermediate", {}).update(value or {})
+                else:
+                    trial[key] = value
+        elif ev.kind == VALIDATION:
+            self.result = dict(d)
         return self
 
     def _row(self, rank: int | None) -> RankRow:
@@ -166,6 +179,7 @@ class Snapshot:
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["ranks"] = [self.ranks[k].to_json() for k in sorted(self.ranks)]
+        out["trials"] = [self.trials[k] for k in sorted(self.trials)]
         out["elapsed"] = self.elapsed
         out["eta"] = self.eta
         return out

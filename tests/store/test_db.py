@@ -37,7 +37,7 @@ def test_schema_is_versioned_and_migrations_apply_once(tmp_path):
     path = str(tmp_path / "runs.sqlite")
     st = RunStore(path)
     assert st.version() == MIGRATIONS[-1][0]
-    extra = MIGRATIONS + [(99, "CREATE TABLE trials (id TEXT PRIMARY KEY)")]
+    extra = MIGRATIONS + [(99, "CREATE TABLE later_feature (id TEXT PRIMARY KEY)")]
     assert st.migrate(extra) == 99
     assert st.migrate(extra) == 99  # idempotent
     st2 = RunStore(path)  # reopening does not re-run anything
@@ -135,3 +135,70 @@ def test_network_home_puts_the_database_on_a_node_local_path(tmp_path, monkeypat
     assert path == str(home / "runs.sqlite") and note is None
     monkeypatch.setenv("TRAINORCH_DB", str(tmp_path / "elsewhere" / "db.sqlite"))
     assert location.database_path(str(mounts))[0] == str(tmp_path / "elsewhere" / "db.sqlite")
+
+
+def test_trials_are_mirrored_and_merged(tmp_path):
+    """A tune job's trial updates (partial, in order) become one row per trial; the best is derived."""
+    st = RunStore(str(tmp_path / "runs.sqlite"))
+    study = {"name": "digits", "storage": "journal:///x", "directions": ["maximize"], "sampler": "tpe",
+             "pruner": "median", "n_trials": 3}
+    evs = [Event("tune1", 0, model.JOB, None, {"kind": model.TUNE, "world_size": 2, "study": study}),
+           Event("tune1", 1, model.STATUS, None, {"state": model.RUNNING})]
+    updates = [
+        {"number": 0, "study": "digits", "state": "RUNNING", "params": {"lr": 0.1}, "engine_id": 0,
+         "device": "cpu", "started": 1.0},
+        {"number": 1, "study": "digits", "state": "RUNNING", "params": {"lr": 0.01}, "engine_id": 1},
+        {"number": 0, "intermediate": {0: 0.5}},
+        {"number": 0, "intermediate": {1: 0.7}},
+        {"number": 1, "state": "FAIL", "error": "ValueError: nan", "ended": 2.0},
+        {"number": 0, "state": "COMPLETE", "value": 0.9, "ended": 3.0},
+        {"number": 2, "study": "digits", "state": "PRUNED", "params": {"lr": 1.0}, "intermediate": {0: 0.1}},
+    ]
+    evs += [Event("tune1", 2 + i, model.TRIAL_UPDATE, None, u) for i, u in enumerate(updates)]
+    snap = model.reduce(evs)
+    assert snap.study["name"] == "digits" and snap.trials[0]["intermediate"] == {0: 0.5, 1: 0.7}
+    st.write_events(evs[:5])
+    st.write_events(evs[5:])
+    trials = st.trials("tune1")
+    assert [(t["number"], t["state"]) for t in trials] == [(0, "COMPLETE"), (1, "FAIL"), (2, "PRUNED")]
+    assert trials[0]["params"] == {"lr": 0.1} and trials[0]["intermediate"] == {"0": 0.5, "1": 0.7}
+    assert trials[0]["engine_id"] == 0 and trials[0]["started"] == 1.0 and trials[0]["value"] == 0.9
+    assert trials[1]["error"] == "ValueError: nan" and trials[1]["params"] == {"lr": 0.01}
+    [row] = st.studies()
+    assert row["name"] == "digits" and row["directions"] == ["maximize"] and row["job_state"] == "running"
+    assert row["counts"] == {"COMPLETE": 1, "FAIL": 1, "PRUNED": 1} and row["best"]["number"] == 0
+    assert st.studies(name="other") == []
+
+
+def test_validations_are_found_by_name_or_id(tmp_path):
+    st = RunStore(str(tmp_path / "runs.sqlite"))
+    for i, (job, acc) in enumerate([("val1aa", 0.95), ("val2bb", 0.91)]):
+        st.write_events([
+            Event(job, 0, model.JOB, None, {"kind": model.VALIDATE}),
+            Event(job, 1, model.VALIDATION, None, {
+                "name": "digits-mlp", "model": "MLP", "task": "classification", "n_samples": 360,
+                "metrics": {"accuracy": acc}, "passed": acc > 0.93,
+                "bounds": [{"metric": "accuracy", "op": ">=", "bound": 0.93, "value": acc, "passed": acc > 0.93}],
+            }),
+            Event(job, 2, model.STATUS, None, {"state": model.DONE}),
+        ])
+    latest = st.validation("digits-mlp")
+    assert latest["job_id"] == "val2bb" and latest["passed"] is False
+    assert latest["bounds"][0]["bound"] == 0.93 and latest["metrics"] == {"accuracy": 0.91}
+    assert st.validation("val1")["metrics"] == {"accuracy": 0.95}
+    assert st.validation("nothing") is None
+    assert [v["job_id"] for v in st.validations()] == ["val2bb", "val1aa"]
+
+
+def test_a_store_from_an_older_version_is_migrated_keeping_its_jobs(tmp_path):
+    path = str(tmp_path / "runs.sqlite")
+    old = RunStore.__new__(RunStore)  # a store as the first release wrote it: schema version 1 only
+    old.path, old._local, old._lock = path, __import__("threading").local(), __import__("threading").Lock()
+    old.host, old.pid, old.pid_start = "h", os.getpid(), None
+    with old._write() as con:
+        con.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+    assert old.migrate(MIGRATIONS[:1]) == 1
+    old.write_events(job_events("old1"))
+    st = RunStore(path)
+    assert st.version() == MIGRATIONS[-1][0] >= 3
+    assert st.job("old1")["state"] == "done" and st.trials("old1") == [] and st.validations() == []

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable
 
-from ..model import FINAL_STATES, JOB, LOST, METRIC, STATUS, Event
+from ..model import FINAL_STATES, JOB, LOST, METRIC, STATUS, TRIAL_UPDATE, VALIDATION, Event
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -78,7 +78,65 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        # %tune: a study run is a job of kind 'tune'; its trials are mirrored here as
+        # they change, so readers (the sidebar) never need Optuna.  With
+        # --engines-per-trial a trial also has its own child job (child_job_id).
+        """
+        CREATE TABLE studies (
+            job_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            storage TEXT,
+            directions TEXT,
+            sampler TEXT,
+            pruner TEXT,
+            n_trials INTEGER
+        );
+        CREATE INDEX studies_name ON studies(name);
+        CREATE TABLE trials (
+            job_id TEXT NOT NULL,
+            number INTEGER NOT NULL,
+            study TEXT,
+            state TEXT NOT NULL,
+            params TEXT,
+            value REAL,
+            values_json TEXT,
+            intermediate TEXT,
+            engine_id INTEGER,
+            device TEXT,
+            child_job_id TEXT,
+            started REAL,
+            ended REAL,
+            error TEXT,
+            PRIMARY KEY (job_id, number)
+        );
+        """,
+    ),
+    (
+        3,
+        # %validate: one row per validate job; --baseline looks rows up by name
+        """
+        CREATE TABLE validations (
+            job_id TEXT PRIMARY KEY,
+            name TEXT,
+            model TEXT,
+            model_job_id TEXT,
+            task TEXT,
+            n_samples INTEGER,
+            metrics TEXT,
+            bounds TEXT,
+            baseline_id TEXT,
+            passed INTEGER,
+            created REAL
+        );
+        CREATE INDEX validations_name ON validations(name, created);
+        """,
+    ),
 ]
+
+TRIAL_FIELDS = ("study", "state", "params", "value", "values", "intermediate", "engine_id", "device",
+                "child_job_id", "started", "ended", "error")
 
 
 def _process_start(pid: int) -> float | None:
@@ -194,6 +252,14 @@ class RunStore:
                  d.get("backend"), d.get("world_size"), "pending", d.get("source"), ev.time,
                  self.host, self.pid, self.pid_start, ev.time),
             )
+            study = d.get("study")
+            if study:
+                con.execute(
+                    "INSERT OR IGNORE INTO studies(job_id, name, storage, directions, sampler, pruner, n_trials)"
+                    " VALUES(?,?,?,?,?,?,?)",
+                    (ev.job_id, study.get("name"), study.get("storage"), json.dumps(study.get("directions", [])),
+                     study.get("sampler"), study.get("pruner"), study.get("n_trials")),
+                )
             for r in d.get("ranks", []):
                 con.execute(
                     "INSERT OR IGNORE INTO ranks(job_id, rank, engine_id, host, device, state, metrics)"
@@ -219,11 +285,43 @@ class RunStore:
                     "UPDATE ranks SET state=?, error=COALESCE(?, error) WHERE job_id=? AND rank=?",
                     (state, d.get("error"), ev.job_id, ev.rank),
                 )
+        elif ev.kind == TRIAL_UPDATE:
+            self._apply_trial(con, ev)
+            return  # the trials table is the record: no copy in events
+        elif ev.kind == VALIDATION:
+            con.execute(
+                "INSERT OR REPLACE INTO validations(job_id, name, model, model_job_id, task, n_samples,"
+                " metrics, bounds, baseline_id, passed, created) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                (ev.job_id, d.get("name"), d.get("model"), d.get("model_job_id"), d.get("task"),
+                 d.get("n_samples"), json.dumps(d.get("metrics", {}), default=str),
+                 json.dumps(d.get("bounds", []), default=str), d.get("baseline_id"),
+                 None if d.get("passed") is None else int(bool(d["passed"])), ev.time),
+            )
         else:
             return  # output lives in the rank log files
         con.execute(
             "INSERT OR IGNORE INTO events(job_id, seq, kind, rank, t, data) VALUES(?,?,?,?,?,?)",
             (ev.job_id, ev.seq, ev.kind, ev.rank, ev.time, json.dumps(_jsonable(d))),
+        )
+
+    def _apply_trial(self, con: sqlite3.Connection, ev: Event) -> None:
+        """Merge a trial update into its row (updates carry only what changed)."""
+        d = ev.data
+        row = con.execute("SELECT * FROM trials WHERE job_id=? AND number=?", (ev.job_id, d["number"])).fetchone()
+        cur: dict[str, Any] = _trial_dict(row) if row else {"state": "RUNNING", "intermediate": {}}
+        for key in TRIAL_FIELDS:
+            if key == "intermediate" and d.get(key):
+                cur["intermediate"].update({str(k): v for k, v in d[key].items()})
+            elif key in d:
+                cur[key] = d[key]
+        con.execute(
+            "INSERT OR REPLACE INTO trials(job_id, number, study, state, params, value, values_json, intermediate,"
+            " engine_id, device, child_job_id, started, ended, error) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (ev.job_id, d["number"], cur.get("study"), cur.get("state") or "RUNNING",
+             json.dumps(_jsonable(cur.get("params") or {})), cur.get("value"),
+             json.dumps(cur.get("values")) if cur.get("values") is not None else None,
+             json.dumps(cur["intermediate"]), cur.get("engine_id"), cur.get("device"), cur.get("child_job_id"),
+             cur.get("started"), cur.get("ended"), cur.get("error")),
         )
 
     def _write_metrics(self, con: sqlite3.Connection, events: list[Event]) -> None:
@@ -307,9 +405,77 @@ class RunStore:
         rows = self.connect().execute("SELECT * FROM events WHERE job_id=? ORDER BY seq", (job_id,)).fetchall()
         return [dict(r, data=json.loads(r["data"] or "{}")) for r in rows]
 
+    # studies and trials (%tune) ...........................................................
+    def studies(self, limit: int = 20, name: str | None = None) -> list[dict[str, Any]]:
+        """Study runs, newest first: the study's fields, its job's state, trial counts and best."""
+        sql = ("SELECT s.*, j.state AS job_state, j.created, j.ended FROM studies s JOIN jobs j ON j.id = s.job_id"
+               + (" WHERE s.name=?" if name else "") + " ORDER BY j.created DESC LIMIT ?")
+        args = (name, limit) if name else (limit,)
+        out = []
+        for r in self.connect().execute(sql, args).fetchall():
+            study = dict(r, directions=json.loads(r["directions"] or "[]"))
+            trials = self.trials(study["job_id"])
+            study["counts"] = {}
+            for t in trials:
+                study["counts"][t["state"]] = study["counts"].get(t["state"], 0) + 1
+            study["best"] = best_trial(trials, study["directions"])
+            out.append(study)
+        return out
+
+    def trials(self, job_id: str) -> list[dict[str, Any]]:
+        """The trials a tune job ran, by number."""
+        rows = self.connect().execute(
+            "SELECT * FROM trials WHERE job_id=? ORDER BY number", (job_id,)
+        ).fetchall()
+        return [_trial_dict(r) for r in rows]
+
+    # validations (%validate) ...............................................................
+    def validations(self, limit: int = 20, name: str | None = None) -> list[dict[str, Any]]:
+        """Validation results, newest first (optionally only those with ``name``)."""
+        sql = "SELECT * FROM validations" + (" WHERE name=?" if name else "") + " ORDER BY created DESC LIMIT ?"
+        args = (name, limit) if name else (limit,)
+        return [_validation_dict(r) for r in self.connect().execute(sql, args).fetchall()]
+
+    def validation(self, key: str) -> dict[str, Any] | None:
+        """The latest validation named ``key``, else the one whose job id starts with ``key``."""
+        named = self.validations(1, name=key)
+        if named:
+            return named[0]
+        rows = self.connect().execute(
+            "SELECT * FROM validations WHERE job_id LIKE ? LIMIT 2", (key + "%",)
+        ).fetchall()
+        return _validation_dict(rows[0]) if len(rows) == 1 else None
+
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(d, default=str))
+
+
+def _trial_dict(row: sqlite3.Row) -> dict[str, Any]:
+    t = dict(row)
+    t["params"] = json.loads(t["params"] or "{}")
+    t["values"] = json.loads(t.pop("values_json") or "null")
+    t["intermediate"] = json.loads(t["intermediate"] or "{}")
+    return t
+
+
+def _validation_dict(row: sqlite3.Row) -> dict[str, Any]:
+    v = dict(row)
+    v["metrics"] = json.loads(v["metrics"] or "{}")
+    v["bounds"] = json.loads(v["bounds"] or "[]")
+    v["passed"] = None if v["passed"] is None else bool(v["passed"])
+    return v
+
+
+def best_trial(trials: list[dict[str, Any]], directions: list[str]) -> dict[str, Any] | None:
+    """The best COMPLETE trial of a single-objective study (None for multi-objective or none done)."""
+    if len(directions) > 1:
+        return None
+    done = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
+    if not done:
+        return None
+    sign = -1.0 if directions and directions[0] == "maximize" else 1.0
+    return min(done, key=lambda t: (sign * t["value"], t["number"]))
 
 
 class StoreWriter:
@@ -335,7 +501,7 @@ class StoreWriter:
         self._thread.start()
 
     def __call__(self, ev: Event) -> None:
-        if ev.kind not in (JOB, STATUS, METRIC):
+        if ev.kind not in (JOB, STATUS, METRIC, TRIAL_UPDATE, VALIDATION):
             return
         with self._cv:
             self._buf.append(ev)
