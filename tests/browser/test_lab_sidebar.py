@@ -137,3 +137,82 @@ def test_sidebar_shows_the_job_a_cell_started_and_stops_it(notebook_dir, base_ur
             assert api_calls and all(c.startswith(f"{url}trainorch/api/") for c in api_calls), api_calls[:5]
         finally:
             browser.close()
+
+
+@pytest.fixture
+def store_dir(tmp_path, monkeypatch):
+    """A store holding a study and a validation (written as %tune/%validate would), and a notebook."""
+    monkeypatch.setenv("TRAINORCH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TRAINORCH_DB", raising=False)
+    from trainorch_jupyter.server.manager import TrainorchManager
+
+    from tests.server.fixtures import study_events, validation_events
+
+    st = TrainorchManager().store
+    st.write_events(study_events())
+    st.write_events(validation_events())
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("%load_ext trainorch_jupyter\n%cluster start -n 2")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(tmp_path / "pool.ipynb"))
+    return tmp_path
+
+
+def test_studies_validations_and_pool_actions(store_dir):
+    from playwright.sync_api import sync_playwright
+
+    from tests.server.fixtures import STUDY_JOB
+
+    shot_dir = os.environ.get("TRAINORCH_SCREENSHOT_DIR") or DOCS_IMAGES
+    with jupyter_lab(str(store_dir)) as (url, token), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{url}lab/tree/pool.ipynb?token={token}")
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
+            page.locator(".jp-SideBar .lm-TabBar-tab[data-id='trainorch-sidebar']").click()
+
+            # studies and validations, straight from the store
+            study = page.locator(f"#trainorch-sidebar .trainorch-study[data-study-id='{STUDY_JOB}']")
+            study.wait_for(timeout=30_000)
+            assert "digits" in study.inner_text() and "best 0.9 (#0)" in study.inner_text()
+            val = page.locator("#trainorch-sidebar .trainorch-validation").first
+            assert "digits-mlp" in val.inner_text() and "passed" in val.inner_text()
+            assert "accuracy 0.95" in val.inner_text()
+            study.click()
+            page.wait_for_selector(".trainorch-studyview .trainorch-trial-table tr[data-trial='1']", timeout=30_000)
+            table = page.inner_text(".trainorch-studyview .trainorch-trial-table")
+            assert "COMPLETE" in table and "PRUNED" in table and "lr" in table
+            assert page.locator(".trainorch-studyview tr.trainorch-best[data-trial='0']").count() == 1
+            no_news = page.locator(".jp-toast-button:has-text('No')")
+            if no_news.count():
+                no_news.first.click()
+            time.sleep(1)
+            page.screenshot(path=os.path.join(shot_dir, "sidebar-study.png"))
+
+            # a pool started in the notebook; restart one engine, then stop the pool, from the sidebar
+            page.click(".lm-DockPanel-tabBar .lm-TabBar-tab:has-text('pool.ipynb')")
+            page.click(".jp-Cell .jp-InputArea-editor")
+            page.keyboard.press("Shift+Enter")
+            pool = page.locator("#trainorch-sidebar .trainorch-pool").first
+            pool.wait_for(timeout=120_000)
+            page.wait_for_function(
+                "() => (document.querySelector('#trainorch-sidebar .trainorch-engines')?.innerText.match(/idle/g)"
+                " || []).length === 2", timeout=60_000)
+            rows = page.locator("#trainorch-sidebar .trainorch-engines tbody tr")
+            before = [rows.nth(k).get_attribute("data-engine") for k in range(2)]
+            rows.nth(1).locator(".trainorch-engine-restart").click()
+            page.locator(".jp-Dialog .jp-mod-accept").click()  # confirm
+            page.wait_for_function(
+                f"() => {{ const r = document.querySelectorAll('#trainorch-sidebar .trainorch-engines tbody tr');"
+                f" return r.length === 2 && r[1].getAttribute('data-engine') !== '{before[1]}'"
+                f" && r[1].innerText.includes('idle'); }}", timeout=120_000)
+            assert rows.nth(0).get_attribute("data-engine") == before[0]
+            page.locator("#trainorch-sidebar .trainorch-pool-stop").click()
+            page.locator(".jp-Dialog .jp-mod-accept").click()
+            page.wait_for_function(
+                "() => { const p = document.querySelector('#trainorch-sidebar .trainorch-pool');"
+                " return p && p.innerText.includes('stopped'); }", timeout=60_000)
+            assert page.locator("#trainorch-sidebar .trainorch-pool-stop").count() == 0
+        finally:
+            browser.close()
