@@ -6,6 +6,7 @@ import { fill, h } from './dom';
 import {
   formatMemory,
   formatNumber,
+  formatProgress,
   IJob,
   IPool,
   IPoolsReply,
@@ -139,8 +140,10 @@ export class TrainorchSidebar extends Widget {
           h('button', { class: 'jp-Button trainorch-pool-stop', title: 'Stop the pool (cancels its jobs)',
                         onclick: () => void this._poolAction(p, 'stop', null) }, 'Stop pool'))
       : null;
+    const multiHost = new Set(p.engines.map(e => e.host)).size > 1; // one host: the summary names it
     const engines = h('table', { class: 'trainorch-table trainorch-engines' },
-      h('thead', {}, h('tr', {}, ...['engine', 'host', 'device', 'GPU', 'state', ''].map(c => h('th', {}, c)))),
+      h('thead', {}, h('tr', {}, ...['engine', multiHost ? 'host' : null, 'device', 'GPU', 'state', '']
+        .filter(c => c !== null).map(c => h('th', {}, c as string)))),
       h('tbody', {}, ...p.engines.map(e => {
         const gpu = e.gpu
           ? [formatMemory(e.gpu.memory_used_mb, e.gpu.memory_total_mb || (e.gpu.memory_mb ?? null)),
@@ -148,8 +151,9 @@ export class TrainorchSidebar extends Widget {
               .filter(s => s).join(' · ')
           : '';
         return h('tr', { 'data-engine': String(e.engine) },
-          h('td', {}, String(e.engine ?? '')), h('td', {}, e.host || ''), h('td', {}, e.device),
-          h('td', {}, gpu), h('td', {}, badge(e.state)),
+          h('td', {}, String(e.engine ?? '')), multiHost ? h('td', {}, e.host || '') : null,
+          h('td', { title: e.device }, e.gpu ? `GPU ${e.gpu.index}` : e.device),
+          h('td', { class: 'trainorch-wrap' }, gpu), h('td', {}, badge(e.state)),
           h('td', {}, running && e.engine !== null
             ? h('button', { class: 'jp-Button trainorch-engine-restart', title: `Restart engine ${e.engine}`,
                             onclick: () => void this._poolAction(p, 'restart', e.engine) }, '↻')
@@ -202,7 +206,9 @@ export class TrainorchSidebar extends Widget {
           isFinal(j.state) ? null
             : h('button', { class: 'jp-Button trainorch-job-stop', title: 'Stop this job',
                             onclick: (ev: Event) => { ev.stopPropagation(); void this._stopJob(j.id); } }, 'Stop')),
-        h('div', { class: 'trainorch-dim' }, jobSummary(j), j.error ? ` · ${j.error}` : ''))));
+        h('div', { class: 'trainorch-dim' },
+          [jobSummary(j), isFinal(j.state) ? '' : formatProgress(j.step, j.total), j.error || '']
+            .filter(s => s).join(' · ')))));
   }
 
   private async _stopJob(id: string): Promise<void> {

@@ -30,9 +30,15 @@ DOCS_IMAGES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.pa
 
 @pytest.fixture
 def notebook_dir(tmp_path, monkeypatch):
+    from tests.server.fixtures import fake_nvidia_smi_with_stats
+
     # a store of its own: the sidebar lists this test's pool and job only
     monkeypatch.setenv("TRAINORCH_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("TRAINORCH_DB", raising=False)
+    # two simulated GPUs (memory used, utilisation) for the kernel, its engines and the server; the cell
+    # is plain Python, so nothing touches CUDA
+    fake_nvidia_smi_with_stats(str(tmp_path / "smi"))
+    monkeypatch.setenv("PATH", str(tmp_path / "smi") + os.pathsep + os.environ["PATH"])
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("%load_ext trainorch_jupyter"), nbformat.v4.new_code_cell(CELL)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -84,12 +90,14 @@ def test_sidebar_shows_the_job_a_cell_started_and_stops_it(notebook_dir, base_ur
                 " return j && j.innerText.includes('running'); }", timeout=60_000)
             job_id = job.get_attribute("data-job-id")
             assert job_id and len(job_id) >= 6
-            # the pool: 2 CPU engines, both busy with this job
+            # the pool: 2 (simulated) GPU engines, both busy with this job, with memory and utilisation
             page.wait_for_function(
                 "() => (document.querySelector('#trainorch-sidebar .trainorch-engines')?.innerText.match(/busy/g)"
                 " || []).length === 2", timeout=30_000)
             pool_text = _text(page, "#trainorch-sidebar .trainorch-section-pool")
-            assert "2 CPU engines" in pool_text and "running" in pool_text
+            assert "2 GPU engines" in pool_text and "running" in pool_text
+            assert "20.0 / 79.6 GiB · 87%" in pool_text  # GPU 0 as nvidia-smi reports it
+            assert "GPU 1 NVIDIA Fake H100" in pool_text
             assert "distribute" in job.inner_text() and "2 ranks" in job.inner_text()
 
             # the job opens in the main area: ranks, per-rank logs, the metrics chart

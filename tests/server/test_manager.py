@@ -215,6 +215,8 @@ def test_a_busy_engine_names_its_job(home, monkeypatch):
     assert [(e["state"], e.get("job")) for e in pool["engines"]] == [
         ("busy", "cccccc333333"), ("busy", "cccccc333333"), ("idle", None)]
     assert pool["jobs"] == ["cccccc333333"] and m.pools()["gpu_source"] == "none"
+    [listed] = m.jobs()
+    assert (listed["step"], listed["total"]) == (3, 3)  # running jobs carry their progress
 
 
 def test_the_watcher_runs_requests_and_answers(home):

@@ -41,6 +41,17 @@ def test_restart_an_engine_then_stop_the_pool_with_a_job_running(healthy_pool):
     assert new[0] == old[0] and new[1] != old[1]
     assert [e["engine"] for e in _mine(m, pool.id)["engines"]] == new  # the record follows
 
+    # an engine dies and a heal replaces it: the record catches up within a few seconds
+    pool.kill([new[0]])
+    assert [e["state"] for e in _mine(m, pool.id)["engines"]][0] == "dead"  # its pid is gone
+    assert pool.heal() == [0]
+    healed = pool.engine_ids()
+    deadline = time.monotonic() + 15
+    while [e["engine"] for e in _mine(m, pool.id)["engines"]] != healed and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [e["engine"] for e in _mine(m, pool.id)["engines"]] == healed
+    assert [e["state"] for e in _mine(m, pool.id)["engines"]] == ["idle", "idle"]
+
     job = api.distribute("import time\nfor i in range(600):\n    time.sleep(0.1)\n", framework="none",
                          bg=True, show=False)
     deadline = time.monotonic() + 30

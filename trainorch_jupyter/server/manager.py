@@ -104,6 +104,11 @@ class TrainorchManager:
         rows = self.store.jobs(_int(limit, "limit", 50, 1, LIST_MAX), kind or None)
         for j in rows:
             j.pop("source", None)  # the list stays small; the detail has it
+            if j["state"] in FINAL_STATES:
+                continue
+            detail = self.store.job(j["id"])  # running jobs only: a few
+            lead = detail["ranks"][0] if detail and detail["ranks"] else {}
+            j["step"], j["total"] = lead.get("step"), lead.get("total")
         return rows
 
     def job(self, job_id: str) -> dict[str, Any]:
