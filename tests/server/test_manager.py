@@ -256,3 +256,17 @@ def test_the_server_imports_no_framework(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "HEAVY []" in out.stdout
+
+
+def test_records_of_stopped_or_orphaned_pools_are_pruned(home):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for k in range(poolstore.KEEP_STOPPED + 5):
+        rec = _record(f"{k:08x}", dead.pid if k % 2 else os.getpid(), [], state="running" if k % 2 else "stopped")
+        rec["started"] = k
+        poolstore.write_record(rec)
+    live = _record("ffffffff", os.getpid(), [])
+    poolstore.write_record(live)
+    kept = poolstore.read_records()
+    assert len(kept) == poolstore.KEEP_STOPPED + 1 and kept[0]["id"] == "ffffffff"
+    assert kept[-1]["id"] == f"{5:08x}"  # the 5 oldest of 25 finished ones went

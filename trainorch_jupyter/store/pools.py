@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import threading
 import time
 import uuid
@@ -90,8 +91,21 @@ def read_records() -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: r.get("started") or 0, reverse=True)
 
 
+def _finished(rec: dict[str, Any]) -> bool:
+    """Stopped, or its kernel is gone (checked on this host only)."""
+    if rec.get("state") == "stopped":
+        return True
+    owner = rec.get("owner") or {}
+    if owner.get("host") != socket.gethostname() or not owner.get("pid"):
+        return False
+    from .db import _process_start
+
+    start = _process_start(int(owner["pid"]))
+    return start is None or (owner.get("start") is not None and abs(start - owner["start"]) >= 1)
+
+
 def _prune_stopped() -> None:
-    stopped = [r for r in read_records() if r.get("state") == "stopped"]
+    stopped = [r for r in read_records() if _finished(r)]
     for rec in stopped[KEEP_STOPPED:]:
         d = pool_dir(rec["id"], create=False)
         for sub in ("requests", "responses"):
