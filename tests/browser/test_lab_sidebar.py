@@ -222,5 +222,21 @@ def test_studies_validations_and_pool_actions(store_dir):
                 "() => { const p = document.querySelector('#trainorch-sidebar .trainorch-pool');"
                 " return p && p.innerText.includes('stopped'); }", timeout=60_000)
             assert page.locator("#trainorch-sidebar .trainorch-pool-stop").count() == 0
+
+            # polling pauses while the sidebar is collapsed (and the study view is in the background) ...
+            calls: list[str] = []
+            page.on("request", lambda r: calls.append(r.url) if "/trainorch/api/" in r.url else None)
+            page.locator(".jp-SideBar .lm-TabBar-tab[data-id='trainorch-sidebar']").click()
+            page.wait_for_selector("#trainorch-sidebar", state="hidden", timeout=10_000)
+            time.sleep(1.5)  # a request already on its way may still land
+            calls.clear()
+            time.sleep(6)  # three poll intervals
+            assert calls == [], calls
+            # ... and showing it again polls at once
+            page.locator(".jp-SideBar .lm-TabBar-tab[data-id='trainorch-sidebar']").click()
+            deadline = time.monotonic() + 5
+            while not calls and time.monotonic() < deadline:
+                page.wait_for_timeout(100)
+            assert any(c.split("?")[0].endswith("/trainorch/api/pools") for c in calls), calls
         finally:
             browser.close()
