@@ -19,6 +19,11 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
     return [{"module": "trainorch_jupyter"}]
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    # the sidebar, built from labextension/ (`jupyter labextension develop .` links it)
+    return [{"src": "labextension", "dest": "trainorch-jupyter"}]
+
+
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     from .server import load
 

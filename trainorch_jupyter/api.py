@@ -78,6 +78,7 @@ def start_pool(n: int | None = None, *, launcher: str = "local", config: Any = N
         if current_pool() is not None:
             raise PoolError("a pool is already running in this kernel; %cluster stop it first")
         _POOL = EnginePool.start(n, launcher=launcher, config=config, timeout=timeout)
+        _publish_pool(_POOL)
         return _POOL
 
 
@@ -91,6 +92,7 @@ def attach_pool(*, profile: str | None = None, cluster_id: str | None = None,
         _POOL = EnginePool.attach(
             profile=profile, cluster_id=cluster_id, url_file=url_file, timeout=timeout, restart=restart
         )
+        _publish_pool(_POOL)
         return _POOL
 
 
@@ -105,6 +107,7 @@ def stop_pool() -> bool:
         if not job.done:
             job.cancel("pool stopped")
     pool.stop()
+    _unpublish_pool(pool)
     return True
 
 
@@ -114,6 +117,7 @@ def restart_pool(engine: int | None = None) -> EnginePool:
         if not job.done:
             job.cancel("pool restarted")
     pool.restart(engine)
+    _publish_pool(pool)
     return pool
 
 
@@ -326,3 +330,17 @@ def _shutdown() -> None:
 
 
 atexit.register(_shutdown)
+
+
+# ---- pool records for the sidebar (server extension) ------------------------------------------
+def _publish_pool(pool: EnginePool) -> None:
+    """Let the sidebar see this pool and ask it to stop or restart engines (see pool_records)."""
+    from . import pool_records
+
+    pool_records.publish(pool, stop_pool, restart_pool)
+
+
+def _unpublish_pool(pool: EnginePool) -> None:
+    from . import pool_records
+
+    pool_records.unpublish(pool)
