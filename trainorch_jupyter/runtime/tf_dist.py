@@ -12,8 +12,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import socket
 import sys
+import threading
 from typing import Any
 
 from ._state import STATE
@@ -44,7 +46,10 @@ def setup(spec: dict[str, Any]) -> None:
         )
     _check_port(spec)
     os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before TensorFlow loads: tf.keras is tf_keras
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ info lines, per op, in every rank's log
+    # TensorFlow's C++ log lines (info, warnings, and spurious "E" lines such as tf.data's
+    # "NodeDef mentions attribute ...") carry times and thread ids and fill every rank's log;
+    # errors that matter arrive as Python exceptions.  A value set before the pool started wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
     if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0":
@@ -70,6 +75,40 @@ def setup(spec: dict[str, Any]) -> None:
         raise
     STATE["tf_key"], STATE["tf_strategy"] = key, strategy
     ns["strategy"] = strategy
+    _exit_promptly()
+
+
+EXIT_GRACE = 1.0  # seconds a stopping engine gets for its own shutdown
+
+
+def _exit_promptly() -> None:
+    """An engine holding a TensorFlow cluster does not end on SIGTERM (``%cluster stop``):
+    its shutdown hangs in TensorFlow.  Chain the engine's own handler with a hard exit
+    ``EXIT_GRACE`` seconds later."""
+    if STATE.get("tf_sigterm") or threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: Any) -> None:
+        timer = threading.Timer(EXIT_GRACE, _exit_now)
+        timer.daemon = True
+        timer.start()
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            _exit_now()
+
+    signal.signal(signal.SIGTERM, on_term)
+    STATE["tf_sigterm"] = True
+
+
+def _exit_now() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(0)
 
 
 def _check_port(spec: dict[str, Any]) -> None:
