@@ -174,6 +174,16 @@ def test_more_workers_than_engines_is_refused_before_launch(tf_pool):
     assert len(api.jobs()) == jobs
 
 
+def test_a_busy_engine_is_refused_before_launch(tf_pool):
+    tf_pool.restart()  # no cluster to reuse: every engine is asked for its address
+    busy = tf_pool.client[tf_pool.slots[1].engine_id].apply_async(__import__("time").sleep, 60)
+    jobs = len(api.jobs())
+    eid = tf_pool.slots[1].engine_id
+    with pytest.raises(LaunchError, match=rf"^engine {eid} is busy with another task .*%cluster restart --engine {eid}$"):
+        run(STRATEGY_ID, {}, framework="tensorflow")
+    assert len(api.jobs()) == jobs and not busy.ready()  # nothing was launched
+
+
 def test_a_port_taken_before_the_worker_starts_is_a_clear_error(tf_pool, monkeypatch):
     tf_pool.restart()
     real = launch._worker_addresses

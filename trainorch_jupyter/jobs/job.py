@@ -85,7 +85,7 @@ class Job:
         self.plans = plans
         self.grace = grace
         self.group_key = group_key
-        self.group_addr: tuple[str, int] | None = None
+        self.group_addr: tuple | None = None  # (addr, port), or every rank's "host:port"
         self.snapshot = Snapshot()
         self.events: list[Event] = []
         self._seq = 0

@@ -17,6 +17,7 @@ from .job import DEFAULT_GRACE, Job, RankPlan
 RUN_CELL = "trainorch_jupyter.runtime.cell:run"
 RENDEZVOUS = "trainorch_jupyter.runtime.engine:rendezvous_address"
 LOADED = "trainorch_jupyter.runtime.engine:loaded_frameworks"
+ASK_TIMEOUT = 10.0  # seconds an idle engine has to answer before launch
 
 
 class LaunchError(ValueError):
@@ -66,8 +67,8 @@ def _fresh_engines(pool: EnginePool, slots: list, backend_mod: Any, log: Callabl
     once = getattr(backend_mod, "ONCE_PER_PROCESS", ())
     if not once:
         return False
-    loaded = [pool.view(s.engine_id).apply_async(call, LOADED) for s in slots]
-    stale = [s for s, ar in zip(slots, loaded) if set(ar.get(timeout=60)) & set(once)]
+    loaded = _ask_every_engine(pool, slots, LOADED)
+    stale = [s for s, mods in zip(slots, loaded) if set(mods) & set(once)]
     if not stale:
         return False
     if not pool.owned:
@@ -85,16 +86,32 @@ def _fresh_engines(pool: EnginePool, slots: list, backend_mod: Any, log: Callabl
     return True
 
 
-def _worker_addresses(pool: EnginePool, slots: list) -> list[str]:
-    """``host:port`` of every rank: a free port on each engine's own host, asked of the engine."""
-    ars = [pool.view(s.engine_id).apply_async(call, RENDEZVOUS, pool.controller_ip) for s in slots]
-    addrs = []
+def _ask_every_engine(pool: EnginePool, slots: list, target: str, *args: Any) -> list[Any]:
+    """Run an engine-side function on every slot's engine, or LaunchError naming a busy or failing one."""
+    ars = [pool.view(s.engine_id).apply_async(call, target, *args) for s in slots]
+    out = []
     for s, ar in zip(slots, ars):
         try:
-            ip, port = ar.get(timeout=60)
-        except Exception as e:
-            raise LaunchError(f"engine {s.engine_id} could not find a free port on its host: {e}") from None
-        addrs.append(f"{ip}:{port}")
+            out.append(ar.get(timeout=ASK_TIMEOUT))
+        except ipp.error.TimeoutError:
+            for other in ars:
+                if not other.ready():
+                    try:
+                        pool.client.abort(other.msg_ids)
+                    except Exception:
+                        pass
+            raise LaunchError(
+                f"engine {s.engine_id} is busy with another task (it did not answer within {ASK_TIMEOUT:g} s); "
+                f"wait for it, or %cluster restart --engine {s.engine_id}"
+            ) from None
+        except ipp.RemoteError as e:
+            raise LaunchError(f"engine {s.engine_id}: {e.ename}: {e.evalue}") from None
+    return out
+
+
+def _worker_addresses(pool: EnginePool, slots: list) -> list[str]:
+    """``host:port`` of every rank: a free port on each engine's own host, asked of the engine."""
+    addrs = [f"{ip}:{port}" for ip, port in _ask_every_engine(pool, slots, RENDEZVOUS, pool.controller_ip)]
     if len(set(addrs)) != len(addrs):  # two engines of a host were handed the same port: ask again
         return _worker_addresses(pool, slots)
     return addrs

@@ -59,7 +59,7 @@ def setup(spec: dict[str, Any]) -> None:
     impl = tf.distribute.experimental.CommunicationImplementation
     options = tf.distribute.experimental.CommunicationOptions(
         implementation={"ring": impl.RING, "nccl": impl.NCCL}.get(spec["backend"], impl.AUTO),
-        timeout_seconds=spec["timeout"],
+        timeout_seconds=spec["timeout"] or None,  # 0: no timeout (each timed collective costs a thread)
     )
     try:
         if threads:
