@@ -214,7 +214,7 @@ def distribute(
     job = launch(
         pool, source, framework=framework, n=n, backend=backend, timeout=timeout,
         push_values=values, pull=list(pull), gather=list(gather), grace=grace,
-        listeners=[_writer(log)],
+        listeners=[_writer(log)], log=log,
     )
     with _LOCK:
         _JOBS[:] = _JOBS[-49:] + [job]  # running jobs and recent history

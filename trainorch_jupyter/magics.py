@@ -181,12 +181,14 @@ class TrainorchMagics(Magics):
     # ------------------------------------------------------------------ %%distribute
     @magic_arguments()
     @argument("--framework", "-f", default=None,
-              help="torch, or none for plain Python (default: detected from the cell's imports)")
+              help="torch, tensorflow (tf, keras), or none for plain Python "
+                   "(default: detected from the cell's imports)")
     @argument("-n", "--engines", type=int, default=None, help="use the first N engines of the pool")
     @argument("--push", default=None, help="kernel names to send to every rank: a,b")
     @argument("--pull", default=None, help="names whose rank-0 value comes back into the notebook")
     @argument("--gather", default=None, help="names collected from every rank into a list, in rank order")
-    @argument("--backend", default=None, help="gloo, nccl or mpi (default: nccl when every rank has a GPU, else gloo)")
+    @argument("--backend", default=None, help="gloo, nccl or mpi (default: nccl when every rank has a GPU, else gloo); "
+              "tensorflow: ring, nccl or auto (default: nccl on GPUs, else ring)")
     @argument("--timeout", type=float, default=None,
               help="rendezvous/collective timeout in seconds (default 300)")
     @argument("--grace", type=float, default=None,

@@ -8,6 +8,13 @@ A backend module provides:
 - ``install_hint()``: the pip command that installs it;
 - ``rank_env(plan)``: the environment of one rank (a pure function);
 - ``SETUP`` / ``TEARDOWN``: names of engine-side runtime functions.
+
+Optional: ``default_backend(devices)``, ``BACKENDS`` and ``DEFAULT_TIMEOUT`` (the backend
+forms a group: torch, tensorflow); ``RENDEZVOUS = "every rank"`` (``rank_env`` also gets
+``workers``, every rank's ``host:port`` on its own host) instead of rank 0's address only;
+``ONCE_PER_PROCESS`` (modules that, once imported on an engine, mean it must be restarted to
+join a new group); ``problem()`` (a one-line reason the framework cannot run here, or None);
+``PREPARE`` (engine-side conversion of pulled values).
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ class Job:
         self.plans = plans
         self.grace = grace
         self.group_key = group_key
-        self.group_addr: tuple[str, int] | None = None
+        self.group_addr: tuple | None = None  # (addr, port), or every rank's "host:port"
         self.snapshot = Snapshot()
         self.events: list[Event] = []
         self._seq = 0
@@ -415,9 +415,11 @@ class Job:
     def _root_cause(self) -> int:
         """The rank whose failure started it: not one that only saw its peer vanish."""
         order = sorted(self._errors)
+        killed = {p.rank for p in self.plans if p.engine_id in self.killed}  # stopped by us, not a cause
         primary = [
             r for r in order
-            if not any(s in str(self._errors[r]) for s in PEER_ERRORS) and not _is_interrupt(self._errors[r])
+            if r not in killed
+            and not any(s in str(self._errors[r]) for s in PEER_ERRORS) and not _is_interrupt(self._errors[r])
         ]
         return (primary or [r for r in order if not _is_interrupt(self._errors[r])] or order)[0]
 

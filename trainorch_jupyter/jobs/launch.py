@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import ipyparallel as ipp
 from ipyparallel import serialize
@@ -16,6 +16,8 @@ from .job import DEFAULT_GRACE, Job, RankPlan
 
 RUN_CELL = "trainorch_jupyter.runtime.cell:run"
 RENDEZVOUS = "trainorch_jupyter.runtime.engine:rendezvous_address"
+LOADED = "trainorch_jupyter.runtime.engine:loaded_frameworks"
+ASK_TIMEOUT = 10.0  # seconds an idle engine has to answer before launch
 
 
 class LaunchError(ValueError):
@@ -53,6 +55,68 @@ def cell_filename(source: str) -> str:
     return f"<distribute-cell {hashlib.sha1(source.encode()).hexdigest()[:8]}>"
 
 
+def _group_key(pool: EnginePool, framework: str, backend: str, timeout: float, n: int) -> str:
+    """Names a framework group: the same key means the engines' group can be reused."""
+    ids = ",".join(str(s.engine_id) for s in pool.slots[:n])
+    return f"{framework}:{pool.id}:{pool.generation}:{ids}:{backend}:{timeout:g}"
+
+
+def _fresh_engines(pool: EnginePool, slots: list, backend_mod: Any, log: Callable[[str], None] | None) -> bool:
+    """Restart the engines that already imported a framework which sets its cluster up once
+    per process (TensorFlow), so they can form a new group.  True when any was restarted."""
+    once = getattr(backend_mod, "ONCE_PER_PROCESS", ())
+    if not once:
+        return False
+    loaded = _ask_every_engine(pool, slots, LOADED)
+    stale = [s for s, mods in zip(slots, loaded) if set(mods) & set(once)]
+    if not stale:
+        return False
+    if not pool.owned:
+        raise LaunchError(
+            f"{once[0]} is already set up on engine {stale[0].engine_id} for another worker set and "
+            "cannot join a new one; restart the attached engines where they were started"
+        )
+    if log is not None:
+        which = ", ".join(str(s.engine_id) for s in stale)
+        log(
+            f"Restarting engine{'s' if len(stale) > 1 else ''} {which}: {once[0]} configures its "
+            "cluster once per process, and these engines had it set up for another job"
+        )
+    pool.replace(stale)
+    return True
+
+
+def _ask_every_engine(pool: EnginePool, slots: list, target: str, *args: Any) -> list[Any]:
+    """Run an engine-side function on every slot's engine, or LaunchError naming a busy or failing one."""
+    ars = [pool.view(s.engine_id).apply_async(call, target, *args) for s in slots]
+    out = []
+    for s, ar in zip(slots, ars):
+        try:
+            out.append(ar.get(timeout=ASK_TIMEOUT))
+        except ipp.error.TimeoutError:
+            for other in ars:
+                if not other.ready():
+                    try:
+                        pool.client.abort(other.msg_ids)
+                    except Exception:
+                        pass
+            raise LaunchError(
+                f"engine {s.engine_id} is busy with another task (it did not answer within {ASK_TIMEOUT:g} s); "
+                f"wait for it, or %cluster restart --engine {s.engine_id}"
+            ) from None
+        except ipp.RemoteError as e:
+            raise LaunchError(f"engine {s.engine_id}: {e.ename}: {e.evalue}") from None
+    return out
+
+
+def _worker_addresses(pool: EnginePool, slots: list) -> list[str]:
+    """``host:port`` of every rank: a free port on each engine's own host, asked of the engine."""
+    addrs = [f"{ip}:{port}" for ip, port in _ask_every_engine(pool, slots, RENDEZVOUS, pool.controller_ip)]
+    if len(set(addrs)) != len(addrs):  # two engines of a host were handed the same port: ask again
+        return _worker_addresses(pool, slots)
+    return addrs
+
+
 def plan(
     pool: EnginePool,
     source: str,
@@ -63,6 +127,7 @@ def plan(
     timeout: float | None,
     pull: list[str],
     gather: list[str],
+    log: Callable[[str], None] | None = None,
 ) -> tuple[list[RankPlan], str, str | None, dict[str, Any]]:
     """Choose ranks and build every rank's spec.  Returns (plans, backend, group_key, shared)."""
     size = len(pool.slots)
@@ -73,6 +138,10 @@ def plan(
             f"-n {n}: this pool has {size} engine{'s' if size != 1 else ''}; "
             f"use -n 1..{size}, or %cluster start -n {n}"
         )
+    backend_mod = backends.get(framework) if framework else None
+    trouble = backend_mod.problem() if hasattr(backend_mod, "problem") else None
+    if trouble:
+        raise LaunchError(trouble)
     alive = pool.alive_ids()
     slots = pool.slots[:n]
     dead = [s for s in slots if s.engine_id not in alive]
@@ -91,18 +160,25 @@ def plan(
         if s.host not in hosts:
             hosts.append(s.host)
     local: dict[str, int] = {}
-    backend_mod = backends.get(framework) if framework else None
     group_key = None
     master_addr, master_port = "", 0
+    workers: list[str] = []
     if backend_mod is not None and hasattr(backend_mod, "default_backend"):
         if backend is None:
             backend = backend_mod.default_backend([s.device for s in slots])
         elif backend not in backend_mod.BACKENDS:
             raise LaunchError(f"--backend {backend}: use one of {', '.join(backend_mod.BACKENDS)}")
         timeout = backend_mod.DEFAULT_TIMEOUT if timeout is None else timeout
-        group_key = f"{pool.id}:{pool.generation}:{','.join(map(str, ids))}:{backend}:{timeout:g}"
+        group_key = _group_key(pool, framework, backend, timeout, n)
     reuse = group_key is not None and pool.group_key == group_key and pool.group_addr is not None
-    if reuse:
+    every_rank = getattr(backend_mod, "RENDEZVOUS", "rank 0") == "every rank"
+    if every_rank and group_key is not None:
+        if not reuse and _fresh_engines(pool, slots, backend_mod, log):
+            group_key = _group_key(pool, framework, backend, timeout, n)  # new engine ids
+        workers = list(pool.group_addr) if reuse else _worker_addresses(pool, slots)
+        master_addr, _, port = workers[0].rpartition(":")
+        master_port = int(port)
+    elif reuse:
         master_addr, master_port = pool.group_addr  # the address the group was formed with
     elif group_key is not None:
         master_addr, master_port = pool.view(ids[0]).apply_sync(call, RENDEZVOUS, pool.controller_ip)
@@ -113,6 +189,7 @@ def plan(
         local[s.host] = lr + 1
         env: dict[str, str] = {}
         if backend_mod is not None and group_key is not None:
+            extra = {"workers": workers} if every_rank else {}
             env = backend_mod.rank_env(
                 rank=rank,
                 local_rank=lr,
@@ -121,6 +198,7 @@ def plan(
                 group_rank=hosts.index(s.host),
                 master_addr=master_addr,
                 master_port=master_port,
+                **extra,
             )
         spec = {
             "job_id": job_id,
@@ -142,6 +220,7 @@ def plan(
             "timeout": timeout,
             "master_addr": master_addr,
             "master_port": master_port,
+            "workers": workers,
         }
         plans.append(
             RankPlan(rank, s.engine_id, s.host, s.device, lr, per_host[s.host], spec)
@@ -162,10 +241,11 @@ def launch(
     gather: list[str] | None = None,
     grace: float = DEFAULT_GRACE,
     listeners: list | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Job:
     plans, backend_name, group_key, shared = plan(
         pool, source, n=n, framework=framework, backend=backend, timeout=timeout,
-        pull=pull or [], gather=gather or [],
+        pull=pull or [], gather=gather or [], log=log,
     )
     try:
         push(pool, [p.engine_id for p in plans], push_values or {})
@@ -177,5 +257,7 @@ def launch(
         listeners=listeners,
     )
     job.group_addr = (plans[0].spec["master_addr"], plans[0].spec["master_port"]) if group_key else None
+    if group_key and plans[0].spec["workers"]:
+        job.group_addr = tuple(plans[0].spec["workers"])  # every rank's address
     job.submit(call, RUN_CELL)
     return job

@@ -105,7 +105,8 @@ class EnginePool:
         self.slots: list[EngineSlot] = []
         self.generation = 0        # bumps whenever an engine is replaced
         self.group_key: str | None = None  # the framework group the engines share, if any
-        self.group_addr: tuple[str, int] | None = None  # its rendezvous address
+        # its rendezvous address: (MASTER_ADDR, MASTER_PORT), or every rank's "host:port" (TensorFlow)
+        self.group_addr: tuple | None = None
         self.tap = IOPubTap(client)
         self.watchdog: subprocess.Popen | None = None
         self.controller_ip = self._controller_ip()

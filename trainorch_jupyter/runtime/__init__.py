@@ -6,6 +6,9 @@
 the current ``%%distribute`` job; ``device`` is the torch device for this rank
 (its pinned GPU, or the CPU); ``report(step=, total=, **metrics)`` streams
 progress and metrics to the notebook, in order and without loss.
+``KerasReport`` is a Keras callback that reports ``fit``'s progress and metrics;
+``strategy`` (in a TensorFlow cell's namespace) is the job's
+``MultiWorkerMirroredStrategy``.
 
 This package runs on engines and imports nothing from the kernel side.
 """
@@ -17,7 +20,9 @@ from typing import Any
 from ._state import STATE
 from .report import report
 
-__all__ = ["rank", "world_size", "local_rank", "local_world_size", "device", "report", "is_main"]
+__all__ = [
+    "rank", "world_size", "local_rank", "local_world_size", "device", "report", "is_main", "KerasReport",
+]
 
 
 def rank() -> int:
@@ -60,4 +65,8 @@ def __getattr__(name: str) -> Any:
     # imports torch, and ``from trainorch_jupyter.runtime import device`` works.
     if name == "device":
         return get_device()
+    if name == "KerasReport":  # imports TensorFlow: only when asked for
+        from .keras_report import KerasReport
+
+        return KerasReport
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
