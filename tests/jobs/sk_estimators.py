@@ -76,4 +76,12 @@ def slow(i: int, seconds: float) -> int:
     return i
 
 
+def active_backend() -> tuple[str, int | None]:
+    """The joblib backend a task sees for its own parallel work."""
+    from joblib.parallel import get_active_backend
+
+    backend, n_jobs = get_active_backend()
+    return type(backend).__name__, n_jobs
+
+
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

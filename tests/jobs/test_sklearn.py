@@ -108,6 +108,20 @@ def test_detected_from_the_imports_and_engine_output_reaches_the_rank_logs(healt
     assert sum(out[k].count("task ") for k in out) == 8
 
 
+def test_joblib_inside_a_task_uses_threads_on_its_engine(healthy_pool):
+    ns = {}
+    run(
+        """
+        import sklearn
+        from joblib import Parallel, delayed
+        from tests.jobs.sk_estimators import active_backend
+        inner = Parallel(n_jobs=-1)(delayed(active_backend)() for _ in range(4))
+        """,
+        ns,
+    )
+    assert ns["inner"] == [("ThreadingBackend", healthy_pool.slots[0].threads)] * 4
+
+
 def test_a_task_that_raises_fails_the_cell_with_its_error(healthy_pool, tmp_path):
     ns, log = search(tmp_path, fail_on=0.3)
     with pytest.raises(ValueError, match="boom on purpose for shrink=0.3") as e:

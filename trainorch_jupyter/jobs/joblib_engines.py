@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
-from joblib.parallel import AutoBatchingMixin, ParallelBackendBase, parallel_config
+from joblib.parallel import AutoBatchingMixin, ParallelBackendBase, ThreadingBackend, parallel_config
 
 from ..backends.sklearn_backend import effective_workers
 
@@ -57,6 +57,11 @@ class EngineBackend(AutoBatchingMixin, ParallelBackendBase):
 
     def abort_everything(self, ensure_ready: bool = True) -> None:
         self.job.abort_tasks()
+
+    def get_nested_backend(self) -> tuple[ParallelBackendBase, int]:
+        """joblib work inside a task uses threads on its engine, as many as the engine's
+        share of its host's cores (the default for ``n_jobs=None`` there)."""
+        return ThreadingBackend(nesting_level=(self.nesting_level or 0) + 1), self.job.threads
 
 
 @contextlib.contextmanager

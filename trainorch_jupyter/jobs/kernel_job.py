@@ -108,6 +108,8 @@ class KernelJob(Job):
         self._finished_total = 0      # tasks of parallel calls that have ended
         self._parallel: Any = None    # the joblib Parallel call in progress, if any
         self._main: threading.Thread | None = None
+        # threads for joblib work nested inside a task: the smallest engine's share of its cores
+        self.threads = min((s.threads for s in pool.slots[: len(plans)]), default=1)
 
     # -- what the joblib backend calls -----------------------------------------------------------
     def live_engines(self) -> list[int]:
