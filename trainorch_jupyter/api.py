@@ -357,13 +357,18 @@ def _check_kernel_side(framework: str, *, push: Sequence[str], pull: Sequence[st
 
 def _run_in_kernel(job: KernelJob, namespace: dict[str, Any], log: Callable[[str], None]) -> None:
     from .jobs.joblib_engines import routed
+    from .model import DONE
 
+    shown = False
     try:
         job.run(namespace, routed)
+    except DistributedError:
+        shown = True  # its details carry the notices
+        raise
     finally:
-        if job.error is None:  # a DistributedError carries them in its details
+        if not shown:
             for note in job.notices:
                 log(f"trainorch: {note}")
-        if job.tasks_done == 0 and job.error is None:
+        if job.tasks_done == 0 and job.state == DONE:
             log("trainorch: no joblib work reached the engines; use n_jobs=-1 "
                 "(n_jobs=1 runs in the notebook)")

@@ -76,6 +76,15 @@ def slow(i: int, seconds: float) -> int:
     return i
 
 
+def stubborn(ready_dir: str, seconds: float = 60) -> None:
+    """A task that ignores interrupts (and says so with a file in ``ready_dir``)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    open(os.path.join(ready_dir, str(os.getpid())), "w").close()
+    time.sleep(seconds)
+
+
 def active_backend() -> tuple[str, int | None]:
     """The joblib backend a task sees for its own parallel work."""
     from joblib.parallel import get_active_backend

@@ -183,19 +183,59 @@ out = Parallel(n_jobs=-1)(delayed(slow)(i, 0.5) for i in range(40))
 """
 
 
+def interrupt_when(ready, timeout=60.0):
+    """Interrupt the main thread (as the kernel's interrupt does) once ``ready(job)`` holds."""
+
+    def watch():
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            running = [j for j in api.jobs() if not j.done]
+            if running and ready(running[0]):
+                _thread.interrupt_main()
+                return
+            time.sleep(0.02)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
 def test_interrupt_cancels_outstanding_tasks_and_the_engines_end_idle(healthy_pool):
-    timer = threading.Timer(2.0, _thread.interrupt_main)
-    timer.start()
+    watcher = interrupt_when(lambda j: j.tasks_done >= 2)
     t0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         run(LONG)
-    timer.cancel()
+    watcher.join()
     assert time.monotonic() - t0 < 15
     job = api.jobs()[-1]
     assert job.state == model.CANCELLED
     assert 0 < job.tasks_done < 40
     assert wait_idle(healthy_pool, 5) == set()
     assert run(LONG.replace("range(40)", "range(4)")).state == model.DONE
+
+
+def test_a_task_that_ignores_the_interrupt_is_killed_after_the_grace_period(healthy_pool, tmp_path):
+    ids = sorted(s.engine_id for s in healthy_pool.slots)
+    lines = []
+    watcher = interrupt_when(lambda j: len(os.listdir(tmp_path)) == 2)  # both engines ignore SIGINT now
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run(
+            """
+            import sklearn
+            from joblib import Parallel, delayed
+            from tests.jobs.sk_estimators import stubborn
+            Parallel(n_jobs=-1)(delayed(stubborn)(READY) for _ in range(4))
+            """,
+            {"READY": str(tmp_path)}, grace=1.0, log=lines.append,
+        )
+    watcher.join()
+    assert time.monotonic() - t0 < 30
+    job = api.jobs()[-1]
+    assert sorted(job.killed) == ids and job.state == model.CANCELLED
+    assert "trainorch: replaced dead engines of ranks 0, 1; the pool is ready" in "\n".join(lines), (job.notices, job.error)
+    assert len(set(healthy_pool.engine_ids()) & healthy_pool.alive_ids()) == 2
+    assert wait_idle(healthy_pool, 5) == set()
 
 
 def test_stop_from_the_panel_cancels_the_job(healthy_pool):
@@ -218,6 +258,15 @@ def test_stop_from_the_panel_cancels_the_job(healthy_pool):
     job = api.jobs()[-1]
     assert job.state == model.CANCELLED and job.tasks_done < 40
     assert wait_idle(healthy_pool, 5) == set()
+
+
+def test_a_cell_without_parallel_work_says_so(healthy_pool):
+    ns = {}
+    job = run("from sklearn.svm import SVC\nfrom sklearn.datasets import load_iris\n"
+              "model = SVC().fit(*load_iris(return_X_y=True))\n", ns)
+    assert job.state == model.DONE and "model" in ns  # ran here, in the notebook's namespace
+    assert "trainorch: no joblib work reached the engines; use n_jobs=-1" in job.printed
+    assert "sklearn job on 2 engines (joblib): done, 0 tasks" in job.printed
 
 
 @pytest.mark.parametrize("flag", [{"pull": ["gs"]}, {"push": ["x"]}, {"bg": True}, {"backend": "gloo"}])

@@ -108,6 +108,7 @@ class KernelJob(Job):
         self._finished_total = 0      # tasks of parallel calls that have ended
         self._parallel: Any = None    # the joblib Parallel call in progress, if any
         self._main: threading.Thread | None = None
+        self._aborting = False
         # threads for joblib work nested inside a task: the smallest engine's share of its cores
         self.threads = min((s.threads for s in pool.slots[: len(plans)]), default=1)
 
@@ -148,25 +149,30 @@ class KernelJob(Job):
         interrupt); returns when the engines are idle again, killing any still busy after
         the grace period (they are replaced when the cell ends)."""
         with self._tasks_lock:
+            self._aborting = True  # a task whose engine dies now is not run again
             queued = list(self._queue)
             self._queue.clear()
             running = list(self._running)
-        for t in queued:
-            _fail(t.future, JobCancelled(reason))
-        if not running:
-            return
-        self.pool.interrupt(running)
-        deadline = time.monotonic() + self.grace
-        while self._busy(running) and time.monotonic() < deadline:
-            _sleep(0.05)
-        stuck = self._busy(running)
-        if stuck:
-            self.killed.extend(stuck)
-            self.pool.kill(stuck)
-            deadline = time.monotonic() + 20  # the controller reports them dead: wait for that
-            while self._busy(stuck) and time.monotonic() < deadline:
+        try:
+            for t in queued:
+                _fail(t.future, JobCancelled(reason))
+            if not running:
+                return
+            self.pool.interrupt(running)
+            deadline = time.monotonic() + self.grace
+            while self._busy(running) and time.monotonic() < deadline:
                 _sleep(0.05)
-            self._forget(stuck)
+            stuck = self._busy(running)
+            if stuck:
+                self.killed.extend(stuck)
+                self.pool.kill(stuck)
+                deadline = time.monotonic() + 20  # the controller reports them dead: wait for that
+                while self._busy(stuck) and time.monotonic() < deadline:
+                    _sleep(0.05)
+                self._forget(stuck)
+        finally:
+            with self._tasks_lock:
+                self._aborting = False
 
     # -- scheduling ----------------------------------------------------------------------------
     def _pump(self) -> None:
@@ -214,7 +220,7 @@ class KernelJob(Job):
                 self._mark_dead(eid)
                 alive = self.live_engines()
                 task.died_on.append(eid)
-                if task.tries < self.retries and alive and not self._cancel_reason:
+                if task.tries < self.retries and alive and not (self._cancel_reason or self._aborting):
                     task.tries += 1
                     self._queue.appendleft(task)
                     self.notices.append(
