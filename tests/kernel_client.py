@@ -65,7 +65,10 @@ class Kernel:
                 res.ename, res.evalue = content["ename"], content["evalue"]
             elif kind == "status" and content["execution_state"] == "idle":
                 break
-        reply = self.kc.get_shell_msg(timeout=10)
+        while True:  # skip replies to other requests (a second kernel_info_reply of wait_for_ready)
+            reply = self.kc.get_shell_msg(timeout=10)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
         res.status = reply["content"]["status"]
         if res.status == "error" and not res.ename:
             # IPython reports a UsageError on stderr, not as an error message

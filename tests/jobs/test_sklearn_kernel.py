@@ -60,7 +60,7 @@ def test_interrupt_cancels_the_tasks_and_the_engines_end_idle(kernel):
     timer = threading.Timer(3.0, kernel.km.interrupt_kernel)
     t0 = time.monotonic()
     res = kernel.run(code, timeout=60, on_start=timer.start)
-    assert res.status == "error" and res.ename == "KeyboardInterrupt"
+    assert res.status == "error" and res.ename == "KeyboardInterrupt", (res.status, res.ename, res.stdout[-2000:], res.stderr[-2000:], res.text[-1000:])
     assert time.monotonic() - t0 < 3.0 + 5.0 + 10
     status = kernel.ok("%cluster status").stdout
     assert status.count(" idle") == 2, status
