@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 from . import backends
 from .backends import UnknownFramework
 from .jobs.job import DEFAULT_GRACE, DistributedError, Job  # noqa: F401
+from .jobs.kernel_job import KernelJob, launch_kernel
 from .jobs.launch import LaunchError, check_pushable, launch
 from .jobs.source import CellError, detect_framework, parse
 from .pool.engine_pool import EnginePool, PoolError
@@ -187,10 +188,15 @@ def distribute(
         framework = backends.canonical(framework)
     else:
         framework = detect_framework(tree)
+    kernel_side = False
     if framework is not None:
         mod = backends.get(framework)
         if not mod.is_available():
             raise LaunchError(f"{framework} is not installed: {mod.install_hint()}")
+        kernel_side = getattr(mod, "KERNEL_SIDE", False)
+        if kernel_side:
+            _check_kernel_side(framework, push=push, pull=pull, gather=gather, backend=backend,
+                               timeout=timeout, bg=bg)
     if n is not None and n < 1:
         raise LaunchError(f"-n must be a positive number of engines, got {n}")
     if timeout is not None and not (0 < timeout < 1e7):
@@ -211,11 +217,14 @@ def distribute(
             "or stop it (job.cancel()) first"
         )
     pool = ensure_pool(n, log=log)
-    job = launch(
-        pool, source, framework=framework, n=n, backend=backend, timeout=timeout,
-        push_values=values, pull=list(pull), gather=list(gather), grace=grace,
-        listeners=[_writer(log)], log=log,
-    )
+    if kernel_side:  # the cell runs here; its joblib tasks go to the engines
+        job = launch_kernel(pool, source, framework=framework, n=n, grace=grace, listeners=[_writer(log)])
+    else:
+        job = launch(
+            pool, source, framework=framework, n=n, backend=backend, timeout=timeout,
+            push_values=values, pull=list(pull), gather=list(gather), grace=grace,
+            listeners=[_writer(log)], log=log,
+        )
     with _LOCK:
         _JOBS[:] = _JOBS[-49:] + [job]  # running jobs and recent history
     in_kernel = _in_kernel()
@@ -236,7 +245,10 @@ def distribute(
                 view.status(j.snapshot)
 
     try:
-        job.wait(on_tick=tick)
+        if kernel_side:
+            _run_in_kernel(job, namespace, log)
+        else:
+            job.wait(on_tick=tick)
     finally:
         if view is not None:
             view.lines(job.take_lines(), job.logs.paths)
@@ -344,3 +356,35 @@ def _unpublish_pool(pool: EnginePool) -> None:
     from . import pool_records
 
     pool_records.unpublish(pool)
+# ---- kernel-side frameworks (sklearn): the cell runs here, joblib's tasks on the engines
+
+def _check_kernel_side(framework: str, *, push: Sequence[str], pull: Sequence[str],
+                       gather: Sequence[str], backend: str | None, timeout: float | None, bg: bool) -> None:
+    """Flags that only mean something for a cell shipped to the engines are an error."""
+    given = {"--push": bool(push), "--pull": bool(pull), "--gather": bool(gather),
+             "--backend": backend is not None, "--timeout": timeout is not None, "--bg": bg}
+    bad = [flag for flag, on in given.items() if on]
+    if bad:
+        raise LaunchError(
+            f"{bad[0]} does not apply to --framework {framework}: the cell runs in the notebook "
+            "(its names are already here) and only its joblib tasks run on the engines"
+        )
+
+
+def _run_in_kernel(job: KernelJob, namespace: dict[str, Any], log: Callable[[str], None]) -> None:
+    from .jobs.joblib_engines import routed
+    from .model import DONE
+
+    shown = False
+    try:
+        job.run(namespace, routed)
+    except DistributedError:
+        shown = True  # its details carry the notices
+        raise
+    finally:
+        if not shown:
+            for note in job.notices:
+                log(f"trainorch: {note}")
+        if job.tasks_done == 0 and job.state == DONE:
+            log("trainorch: no joblib work reached the engines; use n_jobs=-1 "
+                "(n_jobs=1 runs in the notebook)")

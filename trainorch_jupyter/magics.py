@@ -181,7 +181,8 @@ class TrainorchMagics(Magics):
     # ------------------------------------------------------------------ %%distribute
     @magic_arguments()
     @argument("--framework", "-f", default=None,
-              help="torch, tensorflow (tf, keras), or none for plain Python "
+              help="torch, tensorflow (tf, keras), sklearn (the cell runs here, joblib tasks on the engines), "
+                   "or none for plain Python "
                    "(default: detected from the cell's imports)")
     @argument("-n", "--engines", type=int, default=None, help="use the first N engines of the pool")
     @argument("--push", default=None, help="kernel names to send to every rank: a,b")

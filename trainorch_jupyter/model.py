@@ -37,6 +37,8 @@ CANCELLED = "cancelled"
 LOST = "lost"
 FINAL_STATES = frozenset({DONE, FAILED, CANCELLED, LOST})
 
+JOB_ROW = -1  # the rank of METRIC events about the job as a whole (its progress), not one rank
+
 
 @dataclass(frozen=True)
 class Event:
@@ -141,7 +143,8 @@ class Snapshot:
             if d.get("total") is not None:
                 row.total = d["total"]
             row.metrics.update(d.get("metrics", {}))
-            if ev.rank == 0 or self.step is None:
+            # a job may report its own progress as rank JOB_ROW (sklearn: tasks done / total)
+            if ev.rank == JOB_ROW or (JOB_ROW not in self.ranks and (ev.rank == 0 or self.step is None)):
                 self.step, self.total = row.step, row.total
         elif ev.kind == OUTPUT:
             self._row(ev.rank).lines += d.get("text", "").count("\n")

@@ -206,8 +206,8 @@ def test_framework_none_runs_plain_python_and_rank_env_does_not_leak(healthy_poo
     assert ns["left"] == [None, None]  # the torch job's RANK is gone for a plain job
     with pytest.raises(api.LaunchError, match="--backend only applies to a framework"):
         run("x = 1", backend="gloo")
-    with pytest.raises(api.UsageProblem, match="use --framework none"):
-        run("import sklearn\nx = 1")
+    # a cell importing sklearn is a sklearn job now: it runs in the kernel (tests/jobs/test_sklearn.py)
+    assert run("import sklearn\nx = 1").snapshot.framework == "sklearn"
 
 
 def test_output_of_child_processes_is_captured_per_rank(healthy_pool):

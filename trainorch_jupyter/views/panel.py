@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from ..model import FAILED, Snapshot
+from ..model import FAILED, JOB_ROW, Snapshot
 from .text import fmt_metrics, fmt_value, progress, status_text
 
 MAX_RATE = 10.0        # updates per second, at most
@@ -51,7 +51,9 @@ def header_html(snap: Snapshot) -> str:
         f"{snap.world_size} rank{'s' if snap.world_size != 1 else ''}"
         + (f" ({html.escape(snap.backend)})" if snap.backend else "")
         + f" &middot; <span style='color:{colour};font-weight:bold'>{snap.state}</span>"
-        f" &middot; elapsed {_fmt_secs(snap.elapsed)} &middot; ETA {_fmt_secs(snap.eta)}"
+        + (f" &middot; tasks {progress(snap.ranks[JOB_ROW].step, snap.ranks[JOB_ROW].total)}"
+           if JOB_ROW in snap.ranks else "")
+        + f" &middot; elapsed {_fmt_secs(snap.elapsed)} &middot; ETA {_fmt_secs(snap.eta)}"
         + (f"<br><span style='color:{STATE_COLOURS[FAILED]}'>{html.escape(snap.error)}</span>" if snap.error else "")
     )
 

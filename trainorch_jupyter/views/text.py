@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..model import Snapshot
+from ..model import JOB_ROW, Snapshot
 
 LINES_PER_REFRESH = 40   # per rank, per refresh: keeps IOPub far below Jupyter's rate limits
 MAX_LINE = 2000          # characters of one line shown; the log keeps it whole
@@ -40,6 +40,8 @@ def progress(step: int | None, total: int | None) -> str:
 
 def status_text(snap: Snapshot) -> str:
     """The job as a small table: one line per rank."""
+    if JOB_ROW in snap.ranks:
+        return task_job_text(snap)
     head = f"{snap.framework or 'python'} job on {snap.world_size} rank{'s' if snap.world_size != 1 else ''}"
     if snap.backend:
         head += f" ({snap.backend})"
@@ -55,6 +57,27 @@ def status_text(snap: Snapshot) -> str:
     for row in rows:
         cells = [row[i].ljust(widths[i]) for i in range(4)] + [row[4]]
         lines.append(("  " + "  ".join(cells)).rstrip())
+    return "\n".join(lines)
+
+
+def task_job_text(snap: Snapshot) -> str:
+    """A job of tasks spread over the engines (sklearn): its progress in tasks, one line
+    per engine.  Which engine ran how many tasks varies from run to run, so only the
+    job's total is in the text form (the panel shows the per-engine counts)."""
+    job = snap.ranks[JOB_ROW]
+    head = f"{snap.framework or 'python'} job on {snap.world_size} engine{'s' if snap.world_size != 1 else ''}"
+    if snap.backend:
+        head += f" ({snap.backend})"
+    done = job.step or 0
+    head += f": {snap.state}, {progress(done, job.total)} task{'s' if (job.total or done) != 1 else ''}"
+    rows = [("rank", "device", "state")]
+    for k in sorted(r for r in snap.ranks if r >= 0):
+        r = snap.ranks[k]
+        rows.append((str(k), r.device or "-", r.state + (f": {r.error}" if r.error else "")))
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    lines = [head]
+    for row in rows:
+        lines.append(("  " + "  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2]])).rstrip())
     return "\n".join(lines)
 
 
