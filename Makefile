@@ -14,7 +14,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[torch,sklearn,test]"
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[torch,sklearn,tune,test]"
 	touch $@
 
 demo: setup

@@ -1,0 +1,126 @@
+"""Run one trial of a ``%tune`` study on this engine.
+
+The kernel asks Optuna for a trial (``study.ask``) and sends its id here with the
+objective, the storage spec and the sampler/pruner of this trial.  This engine
+opens the same storage (so ``trial.suggest_*``, ``trial.report`` and
+``trial.should_prune`` work as in any Optuna process, against the same study),
+runs the objective and returns the value.  The kernel alone tells Optuna how the
+trial ended: a trial whose engine died is still finished, by the kernel.
+
+Nothing of the package is imported here: the storage is opened through the
+function named in the task (``task["connect"]``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import linecache
+import math
+import os
+import types
+from typing import Any
+
+import cloudpickle
+
+from ._state import STATE
+from .engine import user_namespace
+
+_STORAGES: dict[str, Any] = {}
+_OBJECTIVES: dict[str, Any] = {}
+_PRUNERS: dict[str, Any] = {}
+_QUIET = False
+
+
+class MissingObjective(LookupError):
+    """This engine has not been sent the objective yet (the kernel resends it)."""
+
+
+def _storage(task: dict[str, Any]) -> Any:
+    spec = task["storage"]
+    st = _STORAGES.get(spec)
+    if st is None:
+        module, _, name = task["connect"].partition(":")
+        st = _STORAGES[spec] = getattr(importlib.import_module(module), name)(spec)
+    return st
+
+
+def _objective(task: dict[str, Any]) -> Any:
+    key = task["objective_key"]
+    fn = _OBJECTIVES.get(key)
+    if fn is not None:
+        return fn
+    if task.get("source") is not None:  # the %%tune cell form: a function over the engine namespace
+        filename = task["filename"]
+        text = task["source"]
+        linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+        ns = user_namespace()
+        exec(compile(text, filename, "exec"), ns)
+        fn = ns.pop(task["function"])
+    elif task.get("objective") is not None:
+        fn = cloudpickle.loads(task["objective"])
+        if isinstance(fn, types.FunctionType) and task.get("pushed"):
+            # names sent with --push live in the engine namespace: let the function see them
+            ns = user_namespace()
+            for k, v in fn.__globals__.items():
+                if k not in task["pushed"]:
+                    ns.setdefault(k, v)
+            fn = types.FunctionType(fn.__code__, ns, fn.__name__, fn.__defaults__, fn.__closure__)
+    else:
+        raise MissingObjective(key)
+    if len(_OBJECTIVES) > 16:
+        _OBJECTIVES.pop(next(iter(_OBJECTIVES)))
+    _OBJECTIVES[key] = fn
+    return fn
+
+
+def _quiet(optuna: Any) -> None:
+    global _QUIET
+    if not _QUIET and not os.environ.get("TRAINORCH_OPTUNA_LOGS"):
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        _QUIET = True
+
+
+def _number(v: Any) -> float:
+    """A plain float (never a tensor: the kernel must not import torch)."""
+    if hasattr(v, "item"):
+        v = v.item()
+    return float(v)
+
+
+def values_of(result: Any, n: int) -> list[float]:
+    if n == 1:
+        if isinstance(result, (list, tuple)) and len(result) == 1:
+            result = result[0]
+        return [_number(result)]
+    if not isinstance(result, (list, tuple)) or len(result) != n:
+        raise TypeError(f"the objective must return {n} values (one per direction), got {result!r}"[:300])
+    return [_number(v) for v in result]
+
+
+def run_trial(task: dict[str, Any]) -> dict[str, Any]:
+    """Run the objective on trial ``task["trial_id"]``; return its outcome as plain data."""
+    import optuna
+
+    _quiet(optuna)
+    storage = _storage(task)
+    objective = _objective(task)
+    pkey = task["pruner_key"]
+    if pkey not in _PRUNERS:
+        _PRUNERS[pkey] = cloudpickle.loads(task["pruner"])
+    sampler = cloudpickle.loads(task["sampler"])
+    study = optuna.Study(study_name=task["study"], storage=storage, sampler=sampler, pruner=_PRUNERS[pkey])
+    trial = optuna.trial.Trial(study, task["trial_id"])
+    STATE["job_id"] = task["job_id"]
+    try:
+        result = objective(trial)
+    except optuna.TrialPruned:
+        return {"state": "PRUNED", "params": dict(trial.params)}
+    try:
+        values = values_of(result, task["n_objectives"])
+    except (TypeError, ValueError) as e:
+        return {"state": "FAIL", "params": dict(trial.params),
+                "error": f"the objective returned {result!r:.80}; return a float ({e})"}
+    bad = [v for v in values if math.isnan(v)]
+    if bad:
+        return {"state": "FAIL", "params": dict(trial.params), "error": "the objective returned NaN"}
+    return {"state": "COMPLETE", "values": values, "params": dict(trial.params)}

@@ -1,0 +1,431 @@
+"""A ``%tune`` run: a job of kind ``tune`` that keeps one trial on every free engine.
+
+The study lives in storage the kernel and the engines share (see
+:mod:`.storage`).  A driver thread asks Optuna for a trial (``study.ask``), sends
+it to a free engine (one trial per engine, so per GPU: no two running trials
+share a device), and tells Optuna how it ended.  The engine runs the objective
+against the same storage, so ``trial.report`` / ``trial.should_prune`` are
+Optuna's own.  Only the kernel finishes trials: a trial whose engine died, that
+was interrupted or stopped is marked FAIL here, never left RUNNING.
+
+Everything that happens is a TRIAL_UPDATE event (merged by the Snapshot and
+mirrored into the run store by the StoreWriter as it happens).  Stopping goes
+through the path every job uses: ``cancel()`` (the kernel interrupt) or the stop
+request the panel's Stop button leaves in the job's folder.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import re
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import cloudpickle
+import ipyparallel as ipp
+
+from .. import model
+from ..model import Event, Snapshot
+from ..pool.engine_pool import EnginePool, EngineSlot
+from ..pool.remote import call
+from ..store import paths
+
+RUN_TRIAL = "trainorch_jupyter.runtime.tune:run_trial"
+CONNECT = "trainorch_jupyter.tuning.storage:connect"
+POLL_EVERY = 0.3    # seconds between reads of running trials' intermediate values
+_DRIVERS = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="trainorch-tune")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class TrialError(RuntimeError):
+    """The search stopped on a failed trial.  Shown without the kernel-side traceback."""
+
+    def __init__(self, summary: str, details: str = "") -> None:
+        super().__init__(summary)
+        self.summary = summary
+        self.details = details
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"TrialError: {self.summary}"] + ([self.details] if self.details else [])
+
+
+@dataclass
+class _Running:
+    number: int
+    trial_id: int
+    slot: EngineSlot
+    engine_id: int
+    ar: Any
+    started: float
+    steps: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _epoch(dt: Any) -> float | None:
+    return dt.timestamp() if dt is not None else None
+
+
+def remote_traceback(e: BaseException) -> str:
+    """The objective's traceback, from its own frames down (our runner's are noise)."""
+    if isinstance(e, ipp.RemoteError):
+        lines = _ANSI.sub("", e.traceback or "").splitlines()
+        runner = [i for i, line in enumerate(lines) if "runtime/tune.py" in line]
+        if runner:
+            rest = lines[runner[-1] + 1:]
+            start = next((i for i, line in enumerate(rest) if line.startswith(("File ", "Cell ", "  File "))), 0)
+            return "Traceback (most recent call last):\n" + "\n".join(rest[start:]).rstrip()
+        return "\n".join(lines).rstrip()
+    return "".join(traceback.format_exception(e)).rstrip()
+
+
+def one_line(e: BaseException) -> str:
+    if isinstance(e, ipp.RemoteError):
+        if e.ename == "EngineError":
+            return "its engine died (killed or crashed) while running the trial"
+        name, value = e.ename, str(e.evalue)
+    else:
+        name, value = type(e).__name__, str(e)
+    first = value.strip().splitlines()[0] if value.strip() else ""
+    return f"{name}: {first}" if first else name
+
+
+class TuneJob:
+    """A running or finished study run on the pool (its handle, like a Job)."""
+
+    def __init__(
+        self,
+        pool: EnginePool,
+        study: Any,
+        *,
+        storage: Any,
+        storage_spec: str,
+        objective: dict[str, Any],
+        n_trials: int,
+        directions: list[str],
+        sampler: str,
+        pruner: str,
+        make_sampler: Callable[[int | None], Any],
+        pruner_obj: Any,
+        seed: int | None = None,
+        timeout: float | None = None,
+        catch: bool = False,
+        grace: float = 5.0,
+        source: str = "",
+        listeners: list[Callable[[Event], None]] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.study = study
+        self.storage = storage
+        self.storage_spec = storage_spec
+        self.id = uuid.uuid4().hex[:12]
+        self.name = study.study_name
+        self.n_trials = n_trials
+        self.directions = directions
+        self.seed = seed
+        self.timeout = timeout
+        self.catch = catch
+        self.grace = grace
+        self._objective = objective
+        self._make_sampler = make_sampler
+        self._pruner_blob = cloudpickle.dumps(pruner_obj)
+        self._pruner_key = uuid.uuid4().hex[:8]
+        self.snapshot = Snapshot()
+        self.events: list[Event] = []
+        self._seq = 0
+        self._lock = threading.RLock()
+        self._listeners = list(listeners or [])
+        self.stop_path = os.path.join(paths.job_dir(self.id), "stop")
+        self._shipped: set[int] = set()
+        self._running: dict[int, _Running] = {}   # by slot
+        self._finished = 0       # COMPLETE or PRUNED in this run
+        self._failures: list[tuple[int, str]] = []  # (number, traceback) in this run
+        self._exhausted = False  # the sampler has nothing left (a finished grid)
+        self._wake = threading.Event()
+        self._done = threading.Event()
+        self._cancel_reason: str | None = None
+        self.error: TrialError | None = None
+        self.panel: Any = None
+        self.healed: list[int] = []
+        self._started_at = 0.0
+        self.emit(model.JOB, None, {
+            "kind": model.TUNE, "parent_id": None, "framework": "", "backend": "",
+            "world_size": len(pool.slots), "source": source,
+            "ranks": [{"rank": s.slot, "engine_id": s.engine_id, "host": s.host, "device": s.device}
+                      for s in pool.slots],
+            "study": {"name": self.name, "storage": storage_spec, "directions": directions,
+                      "sampler": sampler, "pruner": pruner, "n_trials": n_trials},
+        })
+
+    # -- events (the same shape as a Job's) ---------------------------------------------------
+    def emit(self, kind: str, rank: int | None, data: dict[str, Any]) -> Event:
+        with self._lock:
+            ev = Event(self.id, self._seq, kind, rank, data)
+            self._seq += 1
+            self.snapshot.apply(ev)
+            self.events.append(ev)
+            listeners = list(self._listeners)
+        for fn in listeners:
+            fn(ev)
+        return ev
+
+    def subscribe(self, fn: Callable[[Event], None], replay: bool = False) -> None:
+        with self._lock:
+            past = list(self.events) if replay else []
+            self._listeners.append(fn)
+        for ev in past:
+            fn(ev)
+
+    def _trial(self, number: int, **data: Any) -> None:
+        self.emit(model.TRIAL_UPDATE, None, {"number": number, "study": self.name, **data})
+
+    @property
+    def state(self) -> str:
+        return self.snapshot.state
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    # -- the run -------------------------------------------------------------------------------
+    def start(self) -> "TuneJob":
+        for ft in self.study.get_trials(deepcopy=False):  # a resumed study shows its past trials
+            self._trial(ft.number, **self._frozen(ft))
+        self._started_at = time.monotonic()
+        self.emit(model.STATUS, None, {"state": model.RUNNING})
+        _DRIVERS.submit(self._drive)
+        return self
+
+    def _frozen(self, ft: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"state": ft.state.name, "params": dict(ft.params),
+                               "intermediate": dict(ft.intermediate_values),
+                               "started": _epoch(ft.datetime_start), "ended": _epoch(ft.datetime_complete)}
+        if ft.values is not None:
+            out["values"] = list(ft.values)
+            out["value"] = ft.values[0]
+        return out
+
+    def _drive(self) -> None:
+        last_poll = 0.0
+        try:
+            while True:
+                self._wake.wait(0.05)
+                self._wake.clear()
+                self._collect()
+                if self._cancel_reason is None and os.path.exists(self.stop_path):
+                    self._cancel_reason = "stopped from the panel"
+                if self._cancel_reason is not None:
+                    self._cancel_running(self._cancel_reason)
+                    break
+                if not self._running and not self._asking():
+                    break
+                self._fill()
+                if time.monotonic() - last_poll > POLL_EVERY:
+                    last_poll = time.monotonic()
+                    self._poll()
+            self._finish()
+        except BaseException:  # never leave the job hanging
+            self.error = TrialError("internal error while running the study", traceback.format_exc())
+            for r in list(self._running.values()):
+                self._fail(r, "the study run stopped on an internal error")
+            self.emit(model.STATUS, None, {"state": model.FAILED, "error": self.error.summary})
+        finally:
+            self._done.set()
+
+    def _asking(self) -> bool:
+        """Whether more trials should start."""
+        if self.error is not None or self._exhausted:
+            return False
+        if self.timeout is not None and time.monotonic() - self._started_at > self.timeout:
+            return False
+        if len(self._failures) >= max(self.n_trials, 3):
+            self.error = TrialError(
+                f"{len(self._failures)} trials failed in this run; the search gave up",
+                self._failures[-1][1],
+            )
+            return False
+        return self._finished + len(self._running) < self.n_trials
+
+    def _fill(self) -> None:
+        alive = self.pool.alive_ids()
+        for slot in self.pool.slots:
+            if slot.slot in self._running or slot.engine_id not in alive or not self._asking():
+                continue
+            trial = self.study.ask()
+            number, trial_id = trial.number, trial._trial_id
+            task = {
+                "job_id": self.id, "study": self.name, "storage": self.storage_spec, "connect": CONNECT,
+                "trial_id": trial_id, "number": number, "n_objectives": len(self.directions),
+                "sampler": cloudpickle.dumps(self._make_sampler(None if self.seed is None else self.seed + number)),
+                "pruner_key": self._pruner_key, "pruner": self._pruner_blob,
+                "objective_key": self._objective["objective_key"],
+            }
+            if slot.engine_id not in self._shipped:
+                task.update({k: v for k, v in self._objective.items() if k != "objective_key"})
+                self._shipped.add(slot.engine_id)
+            ar = self.pool.view(slot.engine_id).apply_async(call, RUN_TRIAL, task)
+            ar.add_done_callback(lambda _f: self._wake.set())
+            self._running[slot.slot] = _Running(number, trial_id, slot, slot.engine_id, ar, time.time())
+            self._trial(number, state="RUNNING", engine_id=slot.engine_id, device=slot.device,
+                        started=time.time())
+
+    def _poll(self) -> None:
+        """Relay what running trials reported (intermediate values, sampled params)."""
+        for r in list(self._running.values()):
+            try:
+                ft = self.storage.get_trial(r.trial_id)
+            except Exception:
+                continue
+            update: dict[str, Any] = {}
+            if len(ft.intermediate_values) != r.steps:
+                r.steps = len(ft.intermediate_values)
+                update["intermediate"] = dict(ft.intermediate_values)
+            if ft.params != r.params:
+                r.params = dict(ft.params)
+                update["params"] = r.params
+            if update:
+                self._trial(r.number, **update)
+
+    def _collect(self) -> None:
+        dead = False
+        for key, r in list(self._running.items()):
+            if not r.ar.ready():
+                continue
+            del self._running[key]
+            try:
+                out = r.ar.get(timeout=0)
+            except BaseException as e:
+                if isinstance(e, ipp.RemoteError) and e.ename == "EngineError":
+                    dead = True
+                    self._fail(r, f"engine {r.engine_id} died while running the trial; it was replaced")
+                    self._failures.append((r.number, one_line(e)))
+                else:
+                    tb = remote_traceback(e)
+                    self._fail(r, tb or one_line(e))
+                    self._objective_failed(r, one_line(e), tb)
+                continue
+            self._end(r, out)
+        if dead:
+            self.healed += self.pool.heal()
+
+    def _end(self, r: _Running, out: dict[str, Any]) -> None:
+        import optuna
+
+        state = out["state"]
+        ft_state = {"COMPLETE": optuna.trial.TrialState.COMPLETE, "PRUNED": optuna.trial.TrialState.PRUNED,
+                    "FAIL": optuna.trial.TrialState.FAIL}[state]
+        try:
+            self.study.tell(r.number, out.get("values"), state=ft_state, skip_if_finished=True)
+        except RuntimeError as e:
+            if "Study.stop" not in str(e):
+                raise
+            self._exhausted = True  # a grid sampler with every point tried
+        ft = self.storage.get_trial(r.trial_id)
+        update = self._frozen(ft)
+        update["ended"] = time.time()
+        if state == "FAIL":
+            update["error"] = out.get("error", "")
+        self._trial(r.number, **update)
+        if state == "FAIL":
+            self._objective_failed(r, out.get("error", ""), out.get("error", ""))
+        else:
+            self._finished += 1
+
+    def _objective_failed(self, r: _Running, summary: str, tb: str) -> None:
+        self._failures.append((r.number, tb))
+        if not self.catch and self.error is None:
+            self.error = TrialError(
+                f"trial {r.number} (engine {r.engine_id}) failed: {summary}; "
+                "the search stopped (use --catch to record failed trials and go on)", tb)
+            self._cancel_reason = self._cancel_reason or f"trial {r.number} failed"
+
+    def _fail(self, r: _Running, error: str) -> None:
+        """Finish a trial as FAIL in the study (the kernel's word is final)."""
+        import optuna
+
+        try:
+            self.study.tell(r.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        except Exception:
+            pass
+        data: dict[str, Any] = {"state": "FAIL", "ended": time.time(), "error": error}
+        try:
+            ft = self.storage.get_trial(r.trial_id)
+            data["params"] = dict(ft.params)
+            data["intermediate"] = dict(ft.intermediate_values)
+        except Exception:
+            pass
+        self._trial(r.number, **data)
+
+    def _cancel_running(self, reason: str) -> None:
+        """Running trials FAIL now; their engines are interrupted, then killed if still busy."""
+        running = list(self._running.values())
+        self._running.clear()
+        for r in running:
+            self._fail(r, f"cancelled: {reason}")
+        if not running:
+            return
+        self.pool.interrupt([r.engine_id for r in running])
+        deadline = time.monotonic() + self.grace
+        while time.monotonic() < deadline and not all(r.ar.ready() for r in running):
+            time.sleep(0.05)
+        stuck = [r.engine_id for r in running if not r.ar.ready()]
+        if stuck:
+            self.pool.kill(stuck)
+            self.healed += self.pool.heal()
+
+    def _finish(self) -> None:
+        if self._cancel_reason is not None and self.error is None:
+            self.emit(model.STATUS, None, {"state": model.CANCELLED, "error": f"study {self._cancel_reason}"})
+        elif self.error is not None:
+            self.emit(model.STATUS, None, {"state": model.FAILED, "error": self.error.summary})
+        else:
+            self.emit(model.STATUS, None, {"state": model.DONE})
+
+    # -- the handle -------------------------------------------------------------------------------
+    def cancel(self, reason: str = "cancelled", wait: bool = True) -> None:
+        """Stop the search: running trials FAIL, engines are interrupted (killed if stuck)."""
+        if self._done.is_set():
+            return
+        if self._cancel_reason is None:
+            self._cancel_reason = reason
+        self._wake.set()
+        if wait:
+            self._done.wait(self.grace + 60)
+
+    def wait(self, timeout: float | None = None, on_tick: Callable[["TuneJob"], None] | None = None,
+             tick: float = 0.25) -> "TuneJob":
+        """Block until the run ends (an interrupt cancels it); raise its error."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while not self._done.wait(tick):
+                if on_tick is not None:
+                    on_tick(self)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"study run {self.id} still running after {timeout:g} s")
+        except KeyboardInterrupt:
+            self.cancel("interrupted", wait=False)
+            end = time.monotonic() + self.grace + 60
+            while not self._done.is_set() and time.monotonic() < end:
+                try:
+                    self._done.wait(0.1)
+                except KeyboardInterrupt:
+                    continue  # already stopping
+            if on_tick is not None:
+                on_tick(self)
+            raise KeyboardInterrupt() from None
+        if on_tick is not None:
+            on_tick(self)
+        if self.error is not None:
+            raise self.error
+        return self
+
+    @property
+    def failures(self) -> list[tuple[int, str]]:
+        return list(self._failures)
+
+    def __repr__(self) -> str:
+        return f"<TuneJob {self.id} study {self.name!r}: {self.state}>"
