@@ -58,6 +58,7 @@ def _objective(task: dict[str, Any]) -> Any:
         fn = ns.pop(task["function"])
     elif task.get("objective") is not None:
         fn = cloudpickle.loads(task["objective"])
+        _restore_sources(fn, task.get("lines") or {})
         if isinstance(fn, types.FunctionType) and task.get("pushed"):
             # names sent with --push live in the engine namespace: let the function see them
             ns = user_namespace()
@@ -71,6 +72,26 @@ def _objective(task: dict[str, Any]) -> Any:
         _OBJECTIVES.pop(next(iter(_OBJECTIVES)))
     _OBJECTIVES[key] = fn
     return fn
+
+
+def _renamed(code: types.CodeType, filename: str) -> types.CodeType:
+    consts = tuple(_renamed(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
+def _restore_sources(fn: Any, sources: dict[str, Any]) -> None:
+    """Give shipped notebook functions back their file names and source lines (for tracebacks)."""
+    for filename, lines in sources.get("lines", {}).items():
+        if not os.path.exists(filename):  # a notebook cell: its source is only in the kernel
+            linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+    for name, filename in sources.get("files", {}).items():
+        target = fn if name == "" else getattr(fn, "__globals__", {}).get(name)
+        code = getattr(target, "__code__", None)
+        if isinstance(code, types.CodeType) and code.co_filename == "<dynamic-code>":
+            try:
+                target.__code__ = _renamed(code, filename)
+            except (TypeError, ValueError):
+                pass
 
 
 def _quiet(optuna: Any) -> None:

@@ -107,6 +107,33 @@ def check_objective(objective: Any, name: str = "OBJECTIVE") -> None:
                           "the objective takes the trial: def objective(trial): ...") from None
 
 
+def source_lines(objective: Any) -> dict[str, Any]:
+    """Where the objective and the notebook functions it calls were defined, and their source.
+
+    cloudpickle renames the code it ships to ``<dynamic-code>``, and a notebook
+    cell's file exists only in the kernel's linecache; with these the engines put
+    both back, so a trial's traceback shows the objective's own lines.
+    Returns {"files": {global name ("" = the objective): file name}, "lines": {file name: lines}}.
+    """
+    import linecache
+    import types
+
+    names = getattr(getattr(objective, "__code__", None), "co_names", ())
+    fns = {"": objective}
+    fns.update({k: v for k, v in getattr(objective, "__globals__", {}).items()
+                if k in names and isinstance(v, types.FunctionType)})
+    out: dict[str, Any] = {"files": {}, "lines": {}}
+    for key, fn in fns.items():
+        code = getattr(fn, "__code__", None)
+        if code is None:
+            continue
+        out["files"][key] = code.co_filename
+        lines = linecache.getlines(code.co_filename)
+        if lines and sum(map(len, lines)) < 1_000_000:
+            out["lines"][code.co_filename] = lines
+    return out
+
+
 def objective_key(blob: bytes) -> str:
     return hashlib.sha1(blob).hexdigest()[:16]
 

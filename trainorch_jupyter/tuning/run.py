@@ -95,7 +95,7 @@ def check(
             raise TuneProblem(
                 f"the objective cannot be sent to the engines ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
                 "create what it needs inside it, or send it with --push") from None
-        task = {"objective": blob}
+        task = {"objective": blob, "lines": options.source_lines(objective)}
         label = options.describe(objective, False)
     if push_values:
         task["pushed"] = sorted(push_values)
