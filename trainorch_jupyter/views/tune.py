@@ -77,7 +77,9 @@ def counts(snap: Snapshot) -> dict[str, int]:
 
 def _summary(snap: Snapshot) -> str:
     c = counts(snap)
-    parts = [f"{c[s]} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING") if c.get(s)]
+    words = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
+             "WAITING": "waiting"}
+    parts = [f"{c[s]} {w}" for s, w in words.items() if c.get(s)]
     total = sum(c.values())
     return f"{total} trial{'s' if total != 1 else ''}" + (f": {', '.join(parts)}" if parts else "")
 
