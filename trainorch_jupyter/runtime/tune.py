@@ -1,14 +1,15 @@
 """Run one trial of a ``%tune`` study on this engine.
 
 The kernel asks Optuna for a trial (``study.ask``) and sends its id here with the
-objective, the storage spec and the sampler/pruner of this trial.  This engine
+objective, the storage spec, the pruner and how to build this trial's sampler.  This engine
 opens the same storage (so ``trial.suggest_*``, ``trial.report`` and
 ``trial.should_prune`` work as in any Optuna process, against the same study),
 runs the objective and returns the value.  The kernel alone tells Optuna how the
 trial ended: a trial whose engine died is still finished, by the kernel.
 
-Nothing of the package is imported here: the storage is opened through the
-function named in the task (``task["connect"]``).
+Nothing of the package is imported here: the storage is opened and the sampler
+built through the functions the task names (``task["connect"]``,
+``task["build_sampler"]``).
 """
 
 from __future__ import annotations
@@ -35,12 +36,16 @@ class MissingObjective(LookupError):
     """This engine has not been sent the objective yet (the kernel resends it)."""
 
 
+def _call(target: str, *args: Any) -> Any:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)(*args)
+
+
 def _storage(task: dict[str, Any]) -> Any:
     spec = task["storage"]
     st = _STORAGES.get(spec)
     if st is None:
-        module, _, name = task["connect"].partition(":")
-        st = _STORAGES[spec] = getattr(importlib.import_module(module), name)(spec)
+        st = _STORAGES[spec] = _call(task["connect"], spec)
     return st
 
 
@@ -119,7 +124,18 @@ def values_of(result: Any, n: int) -> list[float]:
 
 
 def run_trial(task: dict[str, Any]) -> dict[str, Any]:
-    """Run the objective on trial ``task["trial_id"]``; return its outcome as plain data."""
+    """Run the objective on trial ``task["trial_id"]``; return its outcome as plain data
+    (with ``seconds``: the time the trial took here, setup included)."""
+    import time
+
+    t0, started = time.perf_counter(), time.time()
+    out = _run_trial(task)
+    out["seconds"] = time.perf_counter() - t0
+    out["started"], out["ended"] = started, time.time()
+    return out
+
+
+def _run_trial(task: dict[str, Any]) -> dict[str, Any]:
     import optuna
 
     _quiet(optuna)
@@ -128,7 +144,10 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     pkey = task["pruner_key"]
     if pkey not in _PRUNERS:
         _PRUNERS[pkey] = cloudpickle.loads(task["pruner"])
-    sampler = cloudpickle.loads(task["sampler"])
+    if storage.get_trial(task["trial_id"]).state.is_finished():
+        return {"state": "SKIPPED"}  # it waited here behind another trial and was cancelled meanwhile
+    name, seed, grid = task["sampler"]
+    sampler = _call(task["build_sampler"], name, seed, grid)  # trial k: seed + k, whoever runs it
     study = optuna.Study(study_name=task["study"], storage=storage, sampler=sampler, pruner=_PRUNERS[pkey])
     trial = optuna.trial.Trial(study, task["trial_id"])
     STATE["job_id"] = task["job_id"]

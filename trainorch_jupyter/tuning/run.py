@@ -159,7 +159,7 @@ def launch(pool: EnginePool, req: Request, listeners: list[Callable] | None = No
     job = TuneJob(
         pool, study, storage=storage, storage_spec=spec, objective=req.objective, n_trials=req.n_trials,
         directions=req.directions, sampler=req.sampler, pruner=req.pruner,
-        make_sampler=lambda seed: options.build_sampler(req.sampler, seed, req.grid),
+        grid=req.grid,
         pruner_obj=options.build_pruner(req.pruner), seed=req.seed, timeout=req.timeout,
         catch=req.catch, grace=req.grace, source=req.source or f"%tune {req.label}", listeners=listeners,
     )

@@ -5,7 +5,8 @@ A storage *spec* is a string both sides can open:
 - ``journal:PATH``: Optuna's JournalStorage on a file (the default, one file per
   study under ``TRAINORCH_HOME/studies``), locked with ``flock`` so that many engine
   processes append safely and a waiting writer wakes at once (Optuna's own file
-  locks poll with a back-off of up to a second);
+  locks poll with a back-off of up to a second), and appended without an fsync
+  per write (see ``_journal``);
 - an Optuna RDB URL (``sqlite:///...``, ``postgresql://...``, ``mysql://...``).
   SQLite transactions start with ``BEGIN IMMEDIATE`` and wait up to a minute for
   the lock: Optuna reads before it writes, and two deferred SQLite transactions
@@ -80,11 +81,35 @@ class FlockLock:
 
 
 def _journal(path: str) -> Any:
+    import json
+
     from optuna.storages.journal import JournalFileBackend, JournalStorage
     from optuna.storages.journal._file import BaseJournalFileLock
 
+    class Backend(JournalFileBackend):
+        """Optuna's journal file, appended without an fsync per write.
+
+        Each append is one ``write`` under the lock, so it reaches the operating
+        system at once and survives the kernel or an engine being killed; only a
+        crash of the machine itself could lose the last writes.  The fsync Optuna
+        does on every append costs about 20 ms per trial here (a trial appends a
+        few times), four times the whole per-trial budget.
+        """
+
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            lock, file_path = getattr(self, "_lock", None), getattr(self, "_file_path", None)
+            if lock is None or file_path is None:  # another Optuna layout: keep its own way
+                return super().append_logs(logs)
+            data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode()
+            lock.acquire()
+            try:
+                with open(file_path, "ab") as f:
+                    f.write(data)
+            finally:
+                lock.release()
+
     lock_cls = type("FlockJournalLock", (FlockLock, BaseJournalFileLock), {})
-    return JournalStorage(JournalFileBackend(path, lock_obj=lock_cls(path + ".lock")))
+    return JournalStorage(Backend(path, lock_obj=lock_cls(path + ".lock")))
 
 
 def _sqlite_immediate(engine: Any) -> None:

@@ -37,7 +37,9 @@ from ..store import paths
 
 RUN_TRIAL = "trainorch_jupyter.runtime.tune:run_trial"
 CONNECT = "trainorch_jupyter.tuning.storage:connect"
+BUILD_SAMPLER = "trainorch_jupyter.tuning.options:build_sampler"
 POLL_EVERY = 0.3    # seconds between reads of running trials' intermediate values
+QUEUE_DEPTH = 2     # trials handed to an engine at once: one running, the next waiting behind it
 _DRIVERS = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="trainorch-tune")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -109,7 +111,7 @@ class TuneJob:
         directions: list[str],
         sampler: str,
         pruner: str,
-        make_sampler: Callable[[int | None], Any],
+        grid: dict[str, list] | None,
         pruner_obj: Any,
         seed: int | None = None,
         timeout: float | None = None,
@@ -131,7 +133,11 @@ class TuneJob:
         self.catch = catch
         self.grace = grace
         self._objective = objective
-        self._make_sampler = make_sampler
+        self._sampler_spec = (sampler, grid)
+        # the next trial waits on its engine behind the running one, so an engine never
+        # idles for a round trip between trials; it is sampled when it starts there.
+        # With --timeout none waits: no trial may start after the deadline.
+        self.depth = 1 if timeout is not None else QUEUE_DEPTH
         self._pruner_blob = cloudpickle.dumps(pruner_obj)
         self._pruner_key = uuid.uuid4().hex[:8]
         self.snapshot = Snapshot()
@@ -141,7 +147,7 @@ class TuneJob:
         self._listeners = list(listeners or [])
         self.stop_path = os.path.join(paths.job_dir(self.id), "stop")
         self._shipped: set[int] = set()
-        self._running: dict[int, _Running] = {}   # by slot
+        self._queues: dict[int, list[_Running]] = {}  # by slot: running first, then waiting
         self._finished = 0       # COMPLETE or PRUNED in this run
         self._failures: list[tuple[int, str]] = []  # (number, traceback) in this run
         self._exhausted = False  # the sampler has nothing left (a finished grid)
@@ -151,6 +157,7 @@ class TuneJob:
         self.error: TrialError | None = None
         self.panel: Any = None
         self.healed: list[int] = []
+        self.engine_seconds: list[float] = []  # time each trial took on its engine, setup included
         self._started_at = 0.0
         self.emit(model.JOB, None, {
             "kind": model.TUNE, "parent_id": None, "framework": "", "backend": "",
@@ -221,7 +228,7 @@ class TuneJob:
                 if self._cancel_reason is not None:
                     self._cancel_running(self._cancel_reason)
                     break
-                if not self._running and not self._asking():
+                if not self._in_flight() and not self._asking():
                     break
                 self._fill()
                 if time.monotonic() - last_poll > POLL_EVERY:
@@ -230,7 +237,7 @@ class TuneJob:
             self._finish()
         except BaseException:  # never leave the job hanging
             self.error = TrialError("internal error while running the study", traceback.format_exc())
-            for r in list(self._running.values()):
+            for r in self._in_flight():
                 self._fail(r, "the study run stopped on an internal error")
             self.emit(model.STATUS, None, {"state": model.FAILED, "error": self.error.summary})
         finally:
@@ -248,34 +255,42 @@ class TuneJob:
                 self._failures[-1][1],
             )
             return False
-        return self._finished + len(self._running) < self.n_trials
+        return self._finished + len(self._in_flight()) < self.n_trials
+
+    def _in_flight(self) -> list[_Running]:
+        return [r for q in self._queues.values() for r in q]
 
     def _fill(self) -> None:
         alive = self.pool.alive_ids()
         for slot in self.pool.slots:
-            if slot.slot in self._running or slot.engine_id not in alive or not self._asking():
-                continue
-            trial = self.study.ask()
-            number, trial_id = trial.number, trial._trial_id
-            task = {
-                "job_id": self.id, "study": self.name, "storage": self.storage_spec, "connect": CONNECT,
-                "trial_id": trial_id, "number": number, "n_objectives": len(self.directions),
-                "sampler": cloudpickle.dumps(self._make_sampler(None if self.seed is None else self.seed + number)),
-                "pruner_key": self._pruner_key, "pruner": self._pruner_blob,
-                "objective_key": self._objective["objective_key"],
-            }
-            if slot.engine_id not in self._shipped:
-                task.update({k: v for k, v in self._objective.items() if k != "objective_key"})
-                self._shipped.add(slot.engine_id)
-            ar = self.pool.view(slot.engine_id).apply_async(call, RUN_TRIAL, task)
-            ar.add_done_callback(lambda _f: self._wake.set())
-            self._running[slot.slot] = _Running(number, trial_id, slot, slot.engine_id, ar, time.time())
-            self._trial(number, state="RUNNING", engine_id=slot.engine_id, device=slot.device,
-                        started=time.time())
+            queue = self._queues.setdefault(slot.slot, [])
+            while len(queue) < self.depth and slot.engine_id in alive and self._asking():
+                queue.append(self._ship(slot, first=not queue))
+
+    def _ship(self, slot: EngineSlot, first: bool) -> _Running:
+        trial = self.study.ask()
+        number, trial_id = trial.number, trial._trial_id
+        sampler, grid = self._sampler_spec
+        task = {
+            "job_id": self.id, "study": self.name, "storage": self.storage_spec, "connect": CONNECT,
+            "trial_id": trial_id, "number": number, "n_objectives": len(self.directions),
+            "build_sampler": BUILD_SAMPLER, "sampler": (sampler, None if self.seed is None else self.seed + number, grid),
+            "pruner_key": self._pruner_key, "pruner": self._pruner_blob,
+            "objective_key": self._objective["objective_key"],
+        }
+        if slot.engine_id not in self._shipped:
+            task.update({k: v for k, v in self._objective.items() if k != "objective_key"})
+            self._shipped.add(slot.engine_id)
+        ar = self.pool.view(slot.engine_id).apply_async(call, RUN_TRIAL, task)
+        ar.add_done_callback(lambda _f: self._wake.set())
+        r = _Running(number, trial_id, slot, slot.engine_id, ar, time.time())
+        self._trial(number, state="RUNNING" if first else "WAITING", engine_id=slot.engine_id,
+                    device=slot.device, **({"started": r.started} if first else {}))
+        return r
 
     def _poll(self) -> None:
         """Relay what running trials reported (intermediate values, sampled params)."""
-        for r in list(self._running.values()):
+        for r in [q[0] for q in self._queues.values() if q]:
             try:
                 ft = self.storage.get_trial(r.trial_id)
             except Exception:
@@ -292,23 +307,29 @@ class TuneJob:
 
     def _collect(self) -> None:
         dead = False
-        for key, r in list(self._running.items()):
-            if not r.ar.ready():
-                continue
-            del self._running[key]
-            try:
-                out = r.ar.get(timeout=0)
-            except BaseException as e:
-                if isinstance(e, ipp.RemoteError) and e.ename == "EngineError":
-                    dead = True
-                    self._fail(r, f"engine {r.engine_id} died while running the trial; it was replaced")
-                    self._failures.append((r.number, one_line(e)))
-                else:
-                    tb = remote_traceback(e)
-                    self._fail(r, tb or one_line(e))
-                    self._objective_failed(r, one_line(e), tb)
-                continue
-            self._end(r, out)
+        for queue in self._queues.values():
+            while queue and queue[0].ar.ready():
+                r = queue.pop(0)
+                if queue:  # the engine moves on to the trial waiting behind this one
+                    nxt = queue[0]
+                    nxt.started = time.time()
+                    self._trial(nxt.number, state="RUNNING", started=nxt.started)
+                try:
+                    out = r.ar.get(timeout=0)
+                except BaseException as e:
+                    if isinstance(e, ipp.RemoteError) and e.ename == "EngineError":
+                        dead = True
+                        self._fail(r, f"engine {r.engine_id} died while running the trial; it was replaced")
+                        self._failures.append((r.number, one_line(e)))
+                        for waiting in queue:
+                            self._fail(waiting, f"engine {r.engine_id} died before the trial started")
+                        queue.clear()
+                    else:
+                        tb = remote_traceback(e)
+                        self._fail(r, tb or one_line(e))
+                        self._objective_failed(r, one_line(e), tb)
+                    continue
+                self._end(r, out)
         if dead:
             self.healed += self.pool.heal()
 
@@ -316,6 +337,9 @@ class TuneJob:
         import optuna
 
         state = out["state"]
+        self.engine_seconds.append(out.get("seconds", 0.0))
+        if state == "SKIPPED":  # finished here before its engine reached it (a cancel)
+            return
         ft_state = {"COMPLETE": optuna.trial.TrialState.COMPLETE, "PRUNED": optuna.trial.TrialState.PRUNED,
                     "FAIL": optuna.trial.TrialState.FAIL}[state]
         try:
@@ -326,7 +350,8 @@ class TuneJob:
             self._exhausted = True  # a grid sampler with every point tried
         ft = self.storage.get_trial(r.trial_id)
         update = self._frozen(ft)
-        update["ended"] = time.time()
+        # when it ran on its engine (Optuna's datetime_start is when the kernel asked for it)
+        update["started"], update["ended"] = out.get("started", r.started), out.get("ended", time.time())
         if state == "FAIL":
             update["error"] = out.get("error", "")
         self._trial(r.number, **update)
@@ -362,17 +387,18 @@ class TuneJob:
 
     def _cancel_running(self, reason: str) -> None:
         """Running trials FAIL now; their engines are interrupted, then killed if still busy."""
-        running = list(self._running.values())
-        self._running.clear()
-        for r in running:
+        heads = [q[0] for q in self._queues.values() if q]
+        running = self._in_flight()
+        self._queues.clear()
+        for r in running:  # a waiting trial skips itself on its engine: it is finished already
             self._fail(r, f"cancelled: {reason}")
         if not running:
             return
-        self.pool.interrupt([r.engine_id for r in running])
+        self.pool.interrupt([r.engine_id for r in heads])
         deadline = time.monotonic() + self.grace
         while time.monotonic() < deadline and not all(r.ar.ready() for r in running):
             time.sleep(0.05)
-        stuck = [r.engine_id for r in running if not r.ar.ready()]
+        stuck = sorted({r.engine_id for r in running if not r.ar.ready()})
         if stuck:
             self.pool.kill(stuck)
             self.healed += self.pool.heal()
