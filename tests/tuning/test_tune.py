@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import linecache
+import os
 import textwrap
 import threading
 import time
@@ -107,6 +108,7 @@ def objective(trial):
     x = trial.suggest_float("x", 0, 1)
     time.sleep(0.3)
     if trial.number == 1:
+        print("about to fail")
         raise ValueError(f"bad x {x:.2f}")
     if trial.number == 2:
         time.sleep(1.5)            # ends after trial 1 has failed
@@ -138,6 +140,8 @@ def test_catch_records_failures_and_goes_on(healthy_pool):
     assert states[1] == states[2] == "FAIL"
     assert "ValueError: bad x" in job.snapshot.trials[1]["error"]
     assert "return a float" in job.snapshot.trials[2]["error"]
+    with open(os.path.join(os.environ["TRAINORCH_HOME"], "jobs", job.id, "trial-1.log")) as f:
+        assert "about to fail" in f.read()  # what a trial printed is kept per trial
     printed = "\n".join(lines)
     assert "trial 1 failed:" in printed and 'raise ValueError(f"bad x' in printed
     assert "best_params: {'x':" in printed

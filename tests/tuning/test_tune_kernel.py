@@ -45,9 +45,10 @@ def test_tune_a_notebook_function_and_keep_the_study(kernel):
 
 
 def test_the_cell_form_and_show(kernel):
-    res = kernel.ok("%%tune --trials 3 --study cellform --pruner none --seed 0\n"
+    kernel.ok("target = 0.25")
+    res = kernel.ok("%%tune --trials 3 --study cellform --pruner none --seed 0 --push target\n"
                     "x = trial.suggest_float('x', 0, 1)\n"
-                    "(x - 0.25) ** 2\n", timeout=180)
+                    "(x - target) ** 2\n", timeout=180)
     assert "study cellform" in res.text and "3 trials: 3 complete" in res.text
     shown = kernel.ok("%tune --show cellform")
     assert "study cellform (minimize; tpe sampler, none pruner): done" in shown.text

@@ -314,6 +314,7 @@ class TuneJob:
                     nxt = queue[0]
                     nxt.started = time.time()
                     self._trial(nxt.number, state="RUNNING", started=nxt.started)
+                self._save_output(r)
                 try:
                     out = r.ar.get(timeout=0)
                 except BaseException as e:
@@ -332,6 +333,17 @@ class TuneJob:
                 self._end(r, out)
         if dead:
             self.healed += self.pool.heal()
+
+    def _save_output(self, r: _Running) -> None:
+        """What the trial printed, to ``jobs/<id>/trial-<n>.log`` (the table is the cell's output)."""
+        try:
+            text = (r.ar.stdout or "") + (r.ar.stderr or "")
+        except Exception:
+            return
+        if text:
+            with open(os.path.join(paths.job_dir(self.id), f"trial-{r.number}.log"), "a",
+                      encoding="utf-8", errors="replace") as f:
+                f.write(text)
 
     def _end(self, r: _Running, out: dict[str, Any]) -> None:
         import optuna
