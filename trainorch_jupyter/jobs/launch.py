@@ -63,9 +63,17 @@ def plan(
     timeout: float | None,
     pull: list[str],
     gather: list[str],
+    slots_at: list[int] | None = None,
 ) -> tuple[list[RankPlan], str, str | None, dict[str, Any]]:
-    """Choose ranks and build every rank's spec.  Returns (plans, backend, group_key, shared)."""
+    """Choose ranks and build every rank's spec.  Returns (plans, backend, group_key, shared).
+
+    The ranks are the first ``n`` slots of the pool, or the slots ``slots_at`` (in that
+    order) when a caller runs several jobs on disjoint parts of the pool (``%tune
+    --engines-per-trial``).
+    """
     size = len(pool.slots)
+    if slots_at is not None:
+        n = len(slots_at)
     if n is None:
         n = size
     if n < 1 or n > size:
@@ -74,7 +82,7 @@ def plan(
             f"use -n 1..{size}, or %cluster start -n {n}"
         )
     alive = pool.alive_ids()
-    slots = pool.slots[:n]
+    slots = pool.slots[:n] if slots_at is None else [pool.slots[k] for k in slots_at]
     dead = [s for s in slots if s.engine_id not in alive]
     if dead and not pool.owned:
         raise LaunchError(
@@ -162,10 +170,13 @@ def launch(
     gather: list[str] | None = None,
     grace: float = DEFAULT_GRACE,
     listeners: list | None = None,
+    slots_at: list[int] | None = None,
+    kind: str | None = None,
+    parent_id: str | None = None,
 ) -> Job:
     plans, backend_name, group_key, shared = plan(
         pool, source, n=n, framework=framework, backend=backend, timeout=timeout,
-        pull=pull or [], gather=gather or [],
+        pull=pull or [], gather=gather or [], slots_at=slots_at,
     )
     try:
         push(pool, [p.engine_id for p in plans], push_values or {})
@@ -174,7 +185,7 @@ def launch(
     job = Job(
         pool, shared["job_id"], source, plans,
         framework=framework or "", backend=backend_name, group_key=group_key, grace=grace,
-        listeners=listeners,
+        listeners=listeners, **({"kind": kind} if kind else {}), parent_id=parent_id,
     )
     job.group_addr = (plans[0].spec["master_addr"], plans[0].spec["master_port"]) if group_key else None
     job.submit(call, RUN_CELL)

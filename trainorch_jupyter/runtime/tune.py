@@ -164,3 +164,86 @@ def _run_trial(task: dict[str, Any]) -> dict[str, Any]:
     if bad:
         return {"state": "FAIL", "params": dict(trial.params), "error": "the objective returned NaN"}
     return {"state": "COMPLETE", "values": values, "params": dict(trial.params)}
+
+
+# -- a trial that is a distributed job (%tune --engines-per-trial K) ---------------------------
+TASK_NAME = "__trainorch_trial_task__"
+RESULT_NAME = "__trainorch_trial_result__"
+
+
+class GroupTrial:
+    """The trial as each rank of a distributed trial sees it.
+
+    Rank 0 holds Optuna's trial: it samples, reports and decides on pruning, and
+    broadcasts every sampled value and every ``should_prune()`` answer over the
+    job's process group, so all ranks train with the same parameters and stop
+    together.  On the other ranks ``report`` and ``set_user_attr`` do nothing.
+    Call ``suggest_*`` and ``should_prune`` in the same order on every rank (as
+    any SPMD code does).
+    """
+
+    def __init__(self, trial: Any, number: int) -> None:
+        self._trial = trial  # None on ranks above 0
+        self.number = number
+        self.params: dict[str, Any] = {}
+
+    def _share(self, value: Any) -> Any:
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("suggest_"):
+            def suggest(param: str, *args: Any, **kwargs: Any) -> Any:
+                value = getattr(self._trial, name)(param, *args, **kwargs) if self._trial is not None else None
+                value = self._share(value)
+                self.params[param] = value
+                return value
+            return suggest
+        if self._trial is not None:
+            return getattr(self._trial, name)
+        return lambda *args, **kwargs: None
+
+    def report(self, value: Any, step: int) -> None:
+        if self._trial is not None:
+            self._trial.report(_number(value), step)
+
+    def should_prune(self) -> bool:
+        return bool(self._share(self._trial.should_prune() if self._trial is not None else None))
+
+
+def run_group_trial() -> None:
+    """One rank of a distributed trial (run as the cell of a %%distribute-style torch job)."""
+    import optuna
+
+    _quiet(optuna)
+    ns = user_namespace()
+    task = ns.pop(TASK_NAME)
+    objective = _objective(task)
+    trial = None
+    if STATE["rank"] == 0:
+        storage = _storage(task)
+        if storage.get_trial(task["trial_id"]).state.is_finished():
+            raise RuntimeError("the trial was finished before it started (the search was stopped)")
+        pkey = task["pruner_key"]
+        if pkey not in _PRUNERS:
+            _PRUNERS[pkey] = cloudpickle.loads(task["pruner"])
+        name, seed, grid = task["sampler"]
+        study = optuna.Study(study_name=task["study"], storage=storage,
+                             sampler=_call(task["build_sampler"], name, seed, grid), pruner=_PRUNERS[pkey])
+        trial = optuna.trial.Trial(study, task["trial_id"])
+    gt = GroupTrial(trial, task["number"])
+    try:
+        result = objective(gt)
+    except optuna.TrialPruned:
+        ns[RESULT_NAME] = {"state": "PRUNED", "params": dict(gt.params)}
+        return
+    try:
+        values = values_of(result, task["n_objectives"])
+    except (TypeError, ValueError) as e:
+        ns[RESULT_NAME] = {"state": "FAIL", "params": dict(gt.params),
+                           "error": f"the objective returned {result!r:.80}; return a float ({e})"}
+        return
+    ns[RESULT_NAME] = {"state": "COMPLETE", "values": values, "params": dict(gt.params)}

@@ -144,8 +144,11 @@ def launch(pool: EnginePool, req: Request, listeners: list[Callable] | None = No
         raise TuneProblem(f"--engines-per-trial {req.engines_per_trial}: this pool has {size} "
                           f"engine{'s' if size != 1 else ''}; use 1..{size}, or %cluster start -n {req.engines_per_trial}")
     if req.engines_per_trial > 1:
-        raise TuneProblem("--engines-per-trial above 1 is not available yet; run one trial per engine "
-                          "(the default)")
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            raise TuneProblem("--engines-per-trial runs each trial as a PyTorch job, and torch is not installed: "
+                              'pip install "trainorch-jupyter[torch]"')
     study, storage, spec = open_study(req)
     if pool.owned:
         pool.heal()
@@ -161,6 +164,6 @@ def launch(pool: EnginePool, req: Request, listeners: list[Callable] | None = No
         directions=req.directions, sampler=req.sampler, pruner=req.pruner,
         grid=req.grid,
         pruner_obj=options.build_pruner(req.pruner), seed=req.seed, timeout=req.timeout,
-        catch=req.catch, grace=req.grace, source=req.source or f"%tune {req.label}", listeners=listeners,
+        catch=req.catch, grace=req.grace, engines_per_trial=req.engines_per_trial, source=req.source or f"%tune {req.label}", listeners=listeners,
     )
     return job.start()

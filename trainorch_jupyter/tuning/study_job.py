@@ -32,6 +32,7 @@ import ipyparallel as ipp
 from .. import model
 from ..model import Event, Snapshot
 from ..pool.engine_pool import EnginePool, EngineSlot
+from ..jobs.launch import launch
 from ..pool.remote import call
 from ..store import paths
 
@@ -40,6 +41,11 @@ CONNECT = "trainorch_jupyter.tuning.storage:connect"
 BUILD_SAMPLER = "trainorch_jupyter.tuning.options:build_sampler"
 POLL_EVERY = 0.3    # seconds between reads of running trials' intermediate values
 QUEUE_DEPTH = 2     # trials handed to an engine at once: one running, the next waiting behind it
+# a distributed trial (--engines-per-trial K) is a torch job running this cell on K engines
+GROUP_CELL = ("from trainorch_jupyter.runtime.tune import run_group_trial as _trainorch_group_trial\n"
+              "_trainorch_group_trial()\n")
+GROUP_TASK = "__trainorch_trial_task__"
+GROUP_RESULT = "__trainorch_trial_result__"
 _DRIVERS = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="trainorch-tune")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -66,6 +72,23 @@ class _Running:
     started: float
     steps: int = 0
     params: dict[str, Any] = field(default_factory=dict)
+
+
+class _ChildJob:
+    """A distributed trial's child Job, behind the same ready()/get() as an AsyncResult."""
+
+    stdout = stderr = ""  # the child job keeps its ranks' logs itself
+
+    def __init__(self, job: Any) -> None:
+        self.job = job
+
+    def ready(self) -> bool:
+        return self.job.done
+
+    def get(self, timeout: float = 0) -> Any:
+        if self.job.error is not None:
+            raise self.job.error
+        return self.job.results[("pull", GROUP_RESULT)]
 
 
 def _epoch(dt: Any) -> float | None:
@@ -117,6 +140,7 @@ class TuneJob:
         timeout: float | None = None,
         catch: bool = False,
         grace: float = 5.0,
+        engines_per_trial: int = 1,
         source: str = "",
         listeners: list[Callable[[Event], None]] | None = None,
     ) -> None:
@@ -137,7 +161,12 @@ class TuneJob:
         # the next trial waits on its engine behind the running one, so an engine never
         # idles for a round trip between trials; it is sampled when it starts there.
         # With --timeout none waits: no trial may start after the deadline.
-        self.depth = 1 if timeout is not None else QUEUE_DEPTH
+        self.depth = 1 if timeout is not None or engines_per_trial > 1 else QUEUE_DEPTH
+        # trial groups: slots [0..K-1], [K..2K-1], ... (one slot each by default)
+        k = engines_per_trial
+        self.groups = [list(range(i * k, (i + 1) * k)) for i in range(len(pool.slots) // k)]
+        self.engines_per_trial = k
+        self._base_listeners = list(listeners or [])
         self._pruner_blob = cloudpickle.dumps(pruner_obj)
         self._pruner_key = uuid.uuid4().hex[:8]
         self.snapshot = Snapshot()
@@ -262,22 +291,31 @@ class TuneJob:
 
     def _fill(self) -> None:
         alive = self.pool.alive_ids()
-        for slot in self.pool.slots:
-            queue = self._queues.setdefault(slot.slot, [])
+        for g, group in enumerate(self.groups):
+            queue = self._queues.setdefault(g, [])
+            if self.engines_per_trial > 1:
+                if not queue and self._asking():
+                    queue.append(self._ship_group(group))
+                continue
+            slot = self.pool.slots[group[0]]
             while len(queue) < self.depth and slot.engine_id in alive and self._asking():
                 queue.append(self._ship(slot, first=not queue))
 
-    def _ship(self, slot: EngineSlot, first: bool) -> _Running:
+    def _task(self) -> dict[str, Any]:
         trial = self.study.ask()
         number, trial_id = trial.number, trial._trial_id
         sampler, grid = self._sampler_spec
-        task = {
+        return {
             "job_id": self.id, "study": self.name, "storage": self.storage_spec, "connect": CONNECT,
             "trial_id": trial_id, "number": number, "n_objectives": len(self.directions),
             "build_sampler": BUILD_SAMPLER, "sampler": (sampler, None if self.seed is None else self.seed + number, grid),
             "pruner_key": self._pruner_key, "pruner": self._pruner_blob,
             "objective_key": self._objective["objective_key"],
         }
+
+    def _ship(self, slot: EngineSlot, first: bool) -> _Running:
+        task = self._task()
+        number, trial_id = task["number"], task["trial_id"]
         if slot.engine_id not in self._shipped:
             task.update({k: v for k, v in self._objective.items() if k != "objective_key"})
             self._shipped.add(slot.engine_id)
@@ -286,6 +324,22 @@ class TuneJob:
         r = _Running(number, trial_id, slot, slot.engine_id, ar, time.time())
         self._trial(number, state="RUNNING" if first else "WAITING", engine_id=slot.engine_id,
                     device=slot.device, **({"started": r.started} if first else {}))
+        return r
+
+    def _ship_group(self, group: list[int]) -> _Running:
+        """Start a trial as a torch job of its own on the slots ``group`` (rank 0 reports to the trial)."""
+        task = self._task()
+        slots = [self.pool.slots[k] for k in group]
+        if any(s.engine_id not in self._shipped for s in slots):
+            task.update({k: v for k, v in self._objective.items() if k != "objective_key"})
+        job = launch(self.pool, GROUP_CELL, framework="torch", push_values={GROUP_TASK: task},
+                     pull=[GROUP_RESULT], grace=self.grace, listeners=self._base_listeners,
+                     slots_at=group, kind=model.TRIAL, parent_id=self.id)
+        slots = [self.pool.slots[k] for k in group]  # launch may have replaced dead engines
+        self._shipped.update(s.engine_id for s in slots)
+        r = _Running(task["number"], task["trial_id"], slots[0], slots[0].engine_id, _ChildJob(job), time.time())
+        self._trial(r.number, state="RUNNING", engine_id=r.engine_id, device=",".join(s.device for s in slots),
+                    child_job_id=job.id, started=r.started)
         return r
 
     def _poll(self) -> None:
@@ -318,6 +372,9 @@ class TuneJob:
                 try:
                     out = r.ar.get(timeout=0)
                 except BaseException as e:
+                    if isinstance(r.ar, _ChildJob):
+                        self._child_failed(r, e)
+                        continue
                     if isinstance(e, ipp.RemoteError) and e.ename == "EngineError":
                         dead = True
                         self._fail(r, f"engine {r.engine_id} died while running the trial; it was replaced")
@@ -333,6 +390,16 @@ class TuneJob:
                 self._end(r, out)
         if dead:
             self.healed += self.pool.heal()
+
+    def _child_failed(self, r: _Running, e: BaseException) -> None:
+        summary = getattr(e, "summary", None) or one_line(e)
+        details = getattr(e, "details", "") or ""
+        if "engine" in summary and "died" in summary:  # the child job replaced the engine
+            self._fail(r, summary)
+            self._failures.append((r.number, summary))
+        else:
+            self._fail(r, f"{summary}\n{details}".strip())
+            self._objective_failed(r, summary, details)
 
     def _save_output(self, r: _Running) -> None:
         """What the trial printed, to ``jobs/<id>/trial-<n>.log`` (the table is the cell's output)."""
@@ -404,6 +471,18 @@ class TuneJob:
         self._queues.clear()
         for r in running:  # a waiting trial skips itself on its engine: it is finished already
             self._fail(r, f"cancelled: {reason}")
+        if not running:
+            return
+        children = [r.ar.job for r in running if isinstance(r.ar, _ChildJob)]
+        for job in children:  # a distributed trial stops through its job's own cancel path
+            job.cancel(reason, wait=False)
+        for job in children:
+            try:
+                job.wait(timeout=job.grace + 30)
+            except Exception:  # its error says it was cancelled: the trial is FAIL already
+                pass
+        running = [r for r in running if not isinstance(r.ar, _ChildJob)]
+        heads = [r for r in heads if not isinstance(r.ar, _ChildJob)]
         if not running:
             return
         self.pool.interrupt([r.engine_id for r in heads])
