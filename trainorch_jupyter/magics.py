@@ -279,15 +279,20 @@ class TrainorchMagics(Magics):
                 if args.grid not in ns:
                     raise UsageError(f"--grid {args.grid}: no such name in the notebook")
                 grid = ns[args.grid]
-            job = api.tune(
-                objective, cell=cell, n_trials=args.trials, namespace=ns, direction=args.direction,
-                directions=[d.strip() for d in args.directions.split(",") if d.strip()] if args.directions else None,
-                sampler=args.sampler, pruner=args.pruner, study=args.study, storage=args.storage,
-                timeout=args.timeout, engines_per_trial=args.engines_per_trial, push=_names(args.push),
-                catch=args.catch, seed=args.seed, grid=grid, out=args.out,
-                source=f"%tune {line.strip()}" if cell is None else f"%%tune {line.strip()}",
-            )
-            self.shell.user_ns["_tune"] = job
+            known = set(map(id, api.jobs()))
+            try:
+                api.tune(
+                    objective, cell=cell, n_trials=args.trials, namespace=ns, direction=args.direction,
+                    directions=[d.strip() for d in args.directions.split(",") if d.strip()] if args.directions else None,
+                    sampler=args.sampler, pruner=args.pruner, study=args.study, storage=args.storage,
+                    timeout=args.timeout, engines_per_trial=args.engines_per_trial, push=_names(args.push),
+                    catch=args.catch, seed=args.seed, grid=grid, out=args.out,
+                    source=f"%tune {line.strip()}" if cell is None else f"%%tune {line.strip()}",
+                )
+            finally:
+                launched = [j for j in api.jobs() if id(j) not in known]
+                if launched:  # also after a failure or an interrupt: the study run that ran
+                    ns["_tune"] = launched[-1]
         except api.UsageProblem as e:
             raise _usage(e) from None
 
