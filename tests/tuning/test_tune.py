@@ -240,3 +240,32 @@ def test_four_engines_at_once_on_sqlite(tmp_path):
         assert len(pool.slots) == 4
     finally:
         api.stop_pool()
+
+
+def test_several_objectives_with_nsga2(healthy_pool):
+    fn = define("def objective(trial):\n    x = trial.suggest_float('x', 0, 1)\n    return x, (x - 1) ** 2")["objective"]
+    lines = []
+    job = api.tune(fn, n_trials=6, directions=["minimize", "minimize"], sampler="nsga2", pruner="none", seed=0,
+                   log=lines.append)
+    trials = job.snapshot.trials.values()
+    assert [t["state"] for t in trials] == ["COMPLETE"] * 6
+    assert all(len(t["values"]) == 2 and t["values"][1] == pytest.approx((t["params"]["x"] - 1) ** 2)
+               for t in trials)
+    assert "best trials (Pareto front):" in "\n".join(lines)
+    bad = define("def objective(trial):\n    return trial.suggest_float('x', 0, 1)")["objective"]
+    with pytest.raises(TrialError, match="must return 2 values"):
+        api.tune(bad, n_trials=2, directions=["minimize", "maximize"], pruner="none", show=False)
+
+
+def test_a_grid_ends_when_every_point_was_tried(healthy_pool):
+    fn = define("def objective(trial):\n    return trial.suggest_int('a', 0, 9) * trial.suggest_float('b', 0, 1)"
+                )["objective"]
+    job = api.tune(fn, n_trials=50, sampler="grid", grid={"a": [1, 2, 3], "b": [0.5, 1.0]}, pruner="none",
+                   show=False)
+    done = [t for t in job.snapshot.trials.values() if t["state"] == "COMPLETE"]
+    assert job.state == "done"
+    assert {(t["params"]["a"], t["params"]["b"]) for t in done} == \
+        {(1, 0.5), (1, 1.0), (2, 0.5), (2, 1.0), (3, 0.5), (3, 1.0)}
+    # the search stops by itself once every point is tried; trials already asked for when the
+    # last point started may repeat one (as Optuna's GridSampler does in any distributed run)
+    assert 6 <= len(done) <= 6 + 2 * 2

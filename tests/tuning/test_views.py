@@ -67,3 +67,19 @@ def test_table_and_history_render():
     assert svg.count("<circle") == 2 and "trial 2: 0.9" in svg and "<polyline" in svg
     assert "appears when" in views.history_svg(Snapshot())
     assert "running" in views.study_header_html(snap) and "best <b>0.9</b>" in views.study_header_html(snap)
+
+
+def test_the_widget_panel_shows_the_same_components():
+    from trainorch_jupyter.views.tune import TunePanel
+
+    snap = _snap()
+    panel = TunePanel(snap)
+    assert panel.update(snap, force=True)
+    assert panel.table.value == views.trials_html(snap)
+    assert panel.chart.value == views.history_svg(snap)
+    assert "trainorch-stop" in panel.stop.value  # the panel's Stop control, for a running study
+    snap.apply(Event("abc", 9, model.STATUS, None, {"state": model.DONE}))
+    panel.update(snap, force=True)
+    assert panel.stop.value == "" and "done" in panel.header.value
+    bundle = panel.bundle(views.study_text(snap))
+    assert bundle["text/plain"].startswith("study s (maximize")
