@@ -269,3 +269,23 @@ def test_a_grid_ends_when_every_point_was_tried(healthy_pool):
     # the search stops by itself once every point is tried; trials already asked for when the
     # last point started may repeat one (as Optuna's GridSampler does in any distributed run)
     assert 6 <= len(done) <= 6 + 2 * 2
+
+
+QUICK = """
+def objective(trial):
+    x = trial.suggest_float("x", 0, 1)
+    if trial.number == 30:
+        raise RuntimeError("trial thirty")
+    return x
+"""
+
+
+def test_short_trials_travel_in_batches(healthy_pool):
+    job = api.tune(define(QUICK)["objective"], n_trials=60, sampler="random", pruner="none", catch=True,
+                   show=False)
+    trials = job.snapshot.trials
+    assert job.state == "done" and [t["state"] for t in trials.values()].count("COMPLETE") == 60
+    assert trials[30]["state"] == "FAIL" and 'raise RuntimeError("trial thirty")' in trials[30]["error"]
+    assert "runtime/tune.py" not in trials[30]["error"]
+    assert job.messages < len(trials)  # several trials per message once they are known to be short
+    assert all(t["state"] in FINAL for t in trials.values())

@@ -135,6 +135,39 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def run_trials(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run a batch of trials in turn (short trials travel together).
+
+    A trial that raises does not stop the batch: its outcome is ``ERROR`` with the
+    objective's traceback, formatted here.  An interrupt (a cancel) ends the batch.
+    """
+    out = []
+    for task in tasks:
+        try:
+            out.append(run_trial(task))
+        except Exception as e:
+            out.append({"state": "ERROR", "summary": _summary(e), "error": _user_traceback(e)})
+    return out
+
+
+def _summary(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
+def _user_traceback(e: BaseException) -> str:
+    """The traceback from the objective's frames down (this module's frames dropped)."""
+    import traceback
+
+    frames = traceback.extract_tb(e.__traceback__)
+    keep = 0
+    for i, frame in enumerate(frames):
+        if frame.filename == __file__:
+            keep = i + 1
+    lines = traceback.format_list(frames[keep:]) + traceback.format_exception_only(type(e), e)
+    return "Traceback (most recent call last):\n" + "".join(lines).rstrip()
+
+
 def _run_trial(task: dict[str, Any]) -> dict[str, Any]:
     import optuna
 

@@ -37,10 +37,15 @@ from ..pool.remote import call
 from ..store import paths
 
 RUN_TRIAL = "trainorch_jupyter.runtime.tune:run_trial"
+RUN_TRIALS = "trainorch_jupyter.runtime.tune:run_trials"
 CONNECT = "trainorch_jupyter.tuning.storage:connect"
 BUILD_SAMPLER = "trainorch_jupyter.tuning.options:build_sampler"
 POLL_EVERY = 0.3    # seconds between reads of running trials' intermediate values
 QUEUE_DEPTH = 2     # trials handed to an engine at once: one running, the next waiting behind it
+# Short trials travel in batches, so that ipyparallel's cost per message (a few ms) is shared:
+# a batch holds about BATCH_SECONDS of trials (judged by the trials so far), at most MAX_BATCH.
+BATCH_SECONDS = 0.05
+MAX_BATCH = 16
 # a distributed trial (--engines-per-trial K) is a torch job running this cell on K engines
 GROUP_CELL = ("from trainorch_jupyter.runtime.tune import run_group_trial as _trainorch_group_trial\n"
               "_trainorch_group_trial()\n")
@@ -72,6 +77,7 @@ class _Running:
     started: float
     steps: int = 0
     params: dict[str, Any] = field(default_factory=dict)
+    index: int | None = None  # its place in a batch (the result is then a list), else None
 
 
 class _ChildJob:
@@ -187,6 +193,7 @@ class TuneJob:
         self.panel: Any = None
         self.healed: list[int] = []
         self.engine_seconds: list[float] = []  # time each trial took on its engine, setup included
+        self.messages = 0  # trial messages sent to engines (a batch is one)
         self._started_at = 0.0
         self.emit(model.JOB, None, {
             "kind": model.TUNE, "parent_id": None, "framework": "", "backend": "",
@@ -298,8 +305,22 @@ class TuneJob:
                     queue.append(self._ship_group(group))
                 continue
             slot = self.pool.slots[group[0]]
-            while len(queue) < self.depth and slot.engine_id in alive and self._asking():
-                queue.append(self._ship(slot, first=not queue))
+            while len({id(r.ar) for r in queue}) < self.depth and slot.engine_id in alive and self._asking():
+                size = self._batch_size()
+                if size == 1:
+                    queue.append(self._ship(slot, first=not queue))
+                else:
+                    queue.extend(self._ship_batch(slot, size, first=not queue))
+
+    def _batch_size(self) -> int:
+        """How many trials to send to an engine in one message (1 unless trials are short)."""
+        if self.depth == 1 or len(self.engine_seconds) < 2 * len(self.groups):
+            return 1
+        recent = sorted(self.engine_seconds[-20:])
+        per_trial = max(recent[len(recent) // 2], 1e-4)
+        left = self.n_trials - self._finished - len(self._in_flight())
+        spread = -(-left // max(1, len(self.groups)))  # leave work for every engine
+        return max(1, min(MAX_BATCH, int(BATCH_SECONDS / per_trial), spread))
 
     def _task(self) -> dict[str, Any]:
         trial = self.study.ask()
@@ -320,11 +341,36 @@ class TuneJob:
             task.update({k: v for k, v in self._objective.items() if k != "objective_key"})
             self._shipped.add(slot.engine_id)
         ar = self.pool.view(slot.engine_id).apply_async(call, RUN_TRIAL, task)
+        self.messages += 1
         ar.add_done_callback(lambda _f: self._wake.set())
         r = _Running(number, trial_id, slot, slot.engine_id, ar, time.time())
         self._trial(number, state="RUNNING" if first else "WAITING", engine_id=slot.engine_id,
                     device=slot.device, **({"started": r.started} if first else {}))
         return r
+
+    def _ship_batch(self, slot: EngineSlot, size: int, first: bool) -> list[_Running]:
+        """Send ``size`` trials to one engine in one message; it runs them in turn."""
+        tasks = []
+        while len(tasks) < size and (not tasks or self._asking_more(len(tasks))):
+            tasks.append(self._task())
+        if slot.engine_id not in self._shipped:
+            tasks[0].update({k: v for k, v in self._objective.items() if k != "objective_key"})
+            self._shipped.add(slot.engine_id)
+        ar = self.pool.view(slot.engine_id).apply_async(call, RUN_TRIALS, tasks)
+        self.messages += 1
+        ar.add_done_callback(lambda _f: self._wake.set())
+        now = time.time()
+        batch = [_Running(t["number"], t["trial_id"], slot, slot.engine_id, ar, now, index=i)
+                 for i, t in enumerate(tasks)]
+        for i, r in enumerate(batch):
+            running = first and i == 0
+            self._trial(r.number, state="RUNNING" if running else "WAITING", engine_id=slot.engine_id,
+                        device=slot.device, **({"started": now} if running else {}))
+        return batch
+
+    def _asking_more(self, extra: int) -> bool:
+        """_asking(), counting ``extra`` trials asked for but not yet in a queue."""
+        return self._asking() and self._finished + len(self._in_flight()) + extra < self.n_trials
 
     def _ship_group(self, group: list[int]) -> _Running:
         """Start a trial as a torch job of its own on the slots ``group`` (rank 0 reports to the trial)."""
@@ -364,13 +410,16 @@ class TuneJob:
         for queue in self._queues.values():
             while queue and queue[0].ar.ready():
                 r = queue.pop(0)
-                if queue:  # the engine moves on to the trial waiting behind this one
+                if queue and queue[0].ar is not r.ar:  # the engine moves on to what waited behind
                     nxt = queue[0]
                     nxt.started = time.time()
                     self._trial(nxt.number, state="RUNNING", started=nxt.started)
-                self._save_output(r)
+                if not r.index:
+                    self._save_output(r)
                 try:
                     out = r.ar.get(timeout=0)
+                    if r.index is not None:
+                        out = out[r.index]
                 except BaseException as e:
                     if isinstance(r.ar, _ChildJob):
                         self._child_failed(r, e)
@@ -380,12 +429,18 @@ class TuneJob:
                         self._fail(r, f"engine {r.engine_id} died while running the trial; it was replaced")
                         self._failures.append((r.number, one_line(e)))
                         for waiting in queue:
-                            self._fail(waiting, f"engine {r.engine_id} died before the trial started")
+                            self._fail(waiting, f"engine {r.engine_id} died before the trial started"
+                                       if waiting.ar is not r.ar else
+                                       f"engine {r.engine_id} died while running the trial's batch")
                         queue.clear()
                     else:
                         tb = remote_traceback(e)
                         self._fail(r, tb or one_line(e))
                         self._objective_failed(r, one_line(e), tb)
+                    continue
+                if out["state"] == "ERROR":  # a trial of a batch raised (the engine kept its traceback)
+                    self._fail(r, out["error"])
+                    self._objective_failed(r, out["summary"], out["error"])
                     continue
                 self._end(r, out)
         if dead:
@@ -402,7 +457,8 @@ class TuneJob:
             self._objective_failed(r, summary, details)
 
     def _save_output(self, r: _Running) -> None:
-        """What the trial printed, to ``jobs/<id>/trial-<n>.log`` (the table is the cell's output)."""
+        """What the trial printed, to ``jobs/<id>/trial-<n>.log`` (the table is the cell's output;
+        a batch's output goes to the log of its first trial)."""
         try:
             text = (r.ar.stdout or "") + (r.ar.stderr or "")
         except Exception:
