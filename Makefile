@@ -18,7 +18,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS) Makefile labextension/package.json labextension/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[torch,sklearn,test]"
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[torch,sklearn,tune,test]"
 	$(PY) -m pip install -q -c $(CONSTRAINTS) "$(TF_CPU)"
 	$(PY) -m pip install -q --no-deps "$(TF_KERAS)"
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/jupyter labextension develop --overwrite . >/dev/null  # Lab loads the build in place

@@ -356,6 +356,8 @@ def _unpublish_pool(pool: EnginePool) -> None:
     from . import pool_records
 
     pool_records.unpublish(pool)
+
+
 # ---- kernel-side frameworks (sklearn): the cell runs here, joblib's tasks on the engines
 
 def _check_kernel_side(framework: str, *, push: Sequence[str], pull: Sequence[str],
@@ -388,3 +390,117 @@ def _run_in_kernel(job: KernelJob, namespace: dict[str, Any], log: Callable[[str
         if job.tasks_done == 0 and job.state == DONE:
             log("trainorch: no joblib work reached the engines; use n_jobs=-1 "
                 "(n_jobs=1 runs in the notebook)")
+
+
+# ---- %tune ------------------------------------------------------------------------------
+def tune(
+    objective: Any = None,
+    *,
+    cell: str | None = None,
+    n_trials: int,
+    namespace: dict[str, Any] | None = None,
+    direction: str | None = None,
+    directions: Sequence[str] | None = None,
+    sampler: str = "tpe",
+    pruner: str = "median",
+    study: str | None = None,
+    storage: str | None = None,
+    timeout: float | None = None,
+    engines_per_trial: int = 1,
+    push: Sequence[str] = (),
+    catch: bool = False,
+    seed: int | None = None,
+    grid: dict[str, list] | None = None,
+    out: str | None = None,
+    grace: float = DEFAULT_GRACE,
+    show: bool = True,
+    source: str = "",
+    log: Callable[[str], None] = print,
+) -> Any:
+    """Run an Optuna search over the pool: one trial per engine, until ``n_trials`` more finish.
+
+    ``objective`` is a function of an Optuna trial; ``cell`` is the ``%%tune`` form
+    (a body whose last expression is the value).  Blocks, showing the trial table,
+    and returns the :class:`~trainorch_jupyter.tuning.study_job.TuneJob` (its
+    ``.study`` is the Optuna study).  Raises ``TrialError`` when the search stops
+    on a failed trial (without ``catch``), KeyboardInterrupt when interrupted.
+    """
+    from .tuning import run as tune_run
+    from .views.tune import TunePanelView, study_text
+
+    namespace = {} if namespace is None else namespace
+    values = check_pushable(namespace, list(push))
+    req = tune_run.check(
+        objective, cell=cell, n_trials=n_trials, direction=direction,
+        directions=list(directions) if directions else None, sampler=sampler, pruner=pruner, study=study,
+        storage=storage, timeout=timeout, engines_per_trial=engines_per_trial, push_values=values,
+        catch=catch, seed=seed, grid=grid, grace=grace, source=source,
+    )
+    running = [j for j in jobs() if not j.done]
+    if running:
+        raise LaunchError(f"job {running[0].id} is still running on the pool; wait for it or stop it first")
+    pool = ensure_pool(log=log)
+    job = tune_run.launch(pool, req, listeners=[_writer(log)])
+    with _LOCK:
+        _JOBS[:] = _JOBS[-49:] + [job]
+    in_kernel = _in_kernel()
+    panel = TunePanelView(job) if show and in_kernel and widgets_available() else None
+    job.panel = panel
+    handle = None
+    if show and in_kernel and panel is None:
+        from IPython.display import display
+
+        handle = display({"text/plain": ""}, raw=True, display_id=True)
+
+    def tick(j: Any) -> None:
+        if handle is not None:
+            handle.update({"text/plain": study_text(j.snapshot)}, raw=True)
+
+    try:
+        job.wait(on_tick=tick)
+    finally:
+        if out:
+            namespace[out] = job.study
+        if panel is not None:
+            panel.final()
+        elif handle is not None:
+            from IPython.display import display
+
+            handle.update({"text/plain": ""}, raw=True)
+            display({"text/plain": study_text(job.snapshot)}, raw=True)
+        elif show:
+            log(study_text(job.snapshot))
+    if job.failures and show:
+        number, tb = job.failures[0]
+        more = len(job.failures) - 1
+        log(f"trial {number} failed:\n{tb}" + (f"\n({more} more failed trials; see the table)" if more else ""))
+    if show:
+        try:
+            if len(job.directions) == 1:
+                log(f"best_params: {job.study.best_params}\nbest_value: {job.study.best_value:.6g}")
+            else:
+                log(f"best trials (Pareto front): {[t.number for t in job.study.best_trials]}")
+        except ValueError:
+            log("no trial completed: there is no best value yet")
+    return job
+
+
+def show_study(name: str, storage: str | None = None) -> Any:
+    """Render a study again from its storage (``%tune --show NAME``); returns its Snapshot."""
+    from .tuning.show import study_snapshot
+    from .views.tune import show_static
+
+    _flush_store()
+    snap = study_snapshot(store(), name, storage)
+    if _in_kernel():
+        show_static(snap)
+    else:
+        from .views.tune import study_text
+
+        print(study_text(snap))
+    return snap
+
+
+from .tuning.options import TuneProblem  # noqa: E402  (light: Optuna is imported only when a study runs)
+
+UsageProblem = UsageProblem + (TuneProblem,)

@@ -7,6 +7,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import line_cell_magic  # %tune
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import api
@@ -221,6 +222,82 @@ class TrainorchMagics(Magics):
             if launched:  # also after a failure or an interrupt: _job is the job that ran
                 self.shell.user_ns["_job"] = launched[-1]
         return job if args.bg else None
+
+    # ------------------------------------------------------------------ %tune
+    @magic_arguments()
+    @argument("objective", nargs="?", default=None,
+              help="a function of an Optuna trial defined in the notebook (not with the %%%%tune cell form)")
+    @argument("--trials", "-t", type=int, default=None, help="run until N more trials finish (complete or pruned)")
+    @argument("--timeout", type=float, default=None, help="start no trial after S seconds")
+    @argument("--direction", default=None, help="minimize (default) or maximize")
+    @argument("--directions", default=None, help="several objectives: minimize,maximize,...")
+    @argument("--sampler", default="tpe", help="tpe (default), random, cmaes, grid or nsga2")
+    @argument("--pruner", default="median", help="median (default), hyperband, successive-halving or none")
+    @argument("--study", default=None, help="study name; running again with the same name resumes it")
+    @argument("--storage", default=None, help="Optuna storage URL (sqlite:///..., postgresql://...) or journal:PATH")
+    @argument("--engines-per-trial", type=int, default=1, help="engines per trial (default 1)")
+    @argument("--push", default=None, help="kernel names to send to every engine: a,b")
+    @argument("--catch", action="store_true",
+              help="a trial that raises is recorded as FAIL and the search goes on (default: it stops the search)")
+    @argument("--seed", type=int, default=None, help="seed the sampler (trial k uses seed + k)")
+    @argument("--grid", default=None, help="with --sampler grid: a dict {param: [values]} in the notebook")
+    @argument("--out", default=None, help="put the Optuna study in the notebook under this name")
+    @argument("--show", default=None, metavar="STUDY", help="show a finished study again")
+    @line_cell_magic
+    def tune(self, line: str, cell: str | None = None) -> None:
+        """Hyperparameter search with Optuna across the engine pool, one trial per engine.
+
+        %tune objective --trials 20 --direction maximize
+        %%tune --trials 20          (the cell is the objective: `trial` in scope, last expression = value)
+        %tune --show STUDY
+        """
+        args = parse_argstring(self.tune, line)
+        ns = self.shell.user_ns
+        try:
+            if args.show is not None:
+                if cell is not None or args.objective is not None:
+                    raise UsageError("%tune --show STUDY takes no objective")
+                api.show_study(args.show, storage=args.storage)
+                return
+            if args.trials is None:
+                raise UsageError("%tune needs --trials N")
+            objective = None
+            if cell is not None:
+                if args.objective is not None:
+                    raise UsageError("%%tune: the cell is the objective; give no OBJECTIVE name")
+                if not cell.strip():
+                    raise UsageError("%%tune: the cell is empty; write the objective's body there")
+            elif args.objective is None:
+                raise UsageError("usage: %tune OBJECTIVE --trials N [...] (or the %%tune cell form)")
+            else:
+                if args.objective not in ns:
+                    raise UsageError(f"%tune {args.objective}: no such name in the notebook; define it first")
+                objective = ns[args.objective]
+            for flag in ("out",):
+                value = getattr(args, flag)
+                if value is not None and not value.isidentifier():
+                    raise UsageError(f"--{flag} {value}: not a Python name")
+            grid = None
+            if args.grid is not None:
+                if args.grid not in ns:
+                    raise UsageError(f"--grid {args.grid}: no such name in the notebook")
+                grid = ns[args.grid]
+            known = set(map(id, api.jobs()))
+            try:
+                api.tune(
+                    objective, cell=cell, n_trials=args.trials, namespace=ns, direction=args.direction,
+                    directions=[d.strip() for d in args.directions.split(",") if d.strip()] if args.directions else None,
+                    sampler=args.sampler, pruner=args.pruner, study=args.study, storage=args.storage,
+                    timeout=args.timeout, engines_per_trial=args.engines_per_trial, push=_names(args.push),
+                    catch=args.catch, seed=args.seed, grid=grid, out=args.out,
+                    source=f"%tune {line.strip()}" if cell is None else f"%%tune {line.strip()}",
+                )
+            finally:
+                launched = [j for j in api.jobs() if id(j) not in known]
+                if launched:  # also after a failure or an interrupt: the study run that ran
+                    ns["_tune"] = launched[-1]
+        except api.UsageProblem as e:
+            raise _usage(e) from None
 
 
 def _plot_history(history: list[dict[str, Any]]) -> None:

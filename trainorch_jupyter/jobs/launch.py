@@ -128,9 +128,17 @@ def plan(
     pull: list[str],
     gather: list[str],
     log: Callable[[str], None] | None = None,
+    slots_at: list[int] | None = None,
 ) -> tuple[list[RankPlan], str, str | None, dict[str, Any]]:
-    """Choose ranks and build every rank's spec.  Returns (plans, backend, group_key, shared)."""
+    """Choose ranks and build every rank's spec.  Returns (plans, backend, group_key, shared).
+
+    The ranks are the first ``n`` slots of the pool, or the slots ``slots_at`` (in that
+    order) when a caller runs several jobs on disjoint parts of the pool (``%tune
+    --engines-per-trial``).
+    """
     size = len(pool.slots)
+    if slots_at is not None:
+        n = len(slots_at)
     if n is None:
         n = size
     if n < 1 or n > size:
@@ -143,7 +151,7 @@ def plan(
     if trouble:
         raise LaunchError(trouble)
     alive = pool.alive_ids()
-    slots = pool.slots[:n]
+    slots = pool.slots[:n] if slots_at is None else [pool.slots[k] for k in slots_at]
     dead = [s for s in slots if s.engine_id not in alive]
     if dead and not pool.owned:
         raise LaunchError(
@@ -242,10 +250,13 @@ def launch(
     grace: float = DEFAULT_GRACE,
     listeners: list | None = None,
     log: Callable[[str], None] | None = None,
+    slots_at: list[int] | None = None,
+    kind: str | None = None,
+    parent_id: str | None = None,
 ) -> Job:
     plans, backend_name, group_key, shared = plan(
         pool, source, n=n, framework=framework, backend=backend, timeout=timeout,
-        pull=pull or [], gather=gather or [], log=log,
+        pull=pull or [], gather=gather or [], log=log, slots_at=slots_at,
     )
     try:
         push(pool, [p.engine_id for p in plans], push_values or {})
@@ -254,7 +265,7 @@ def launch(
     job = Job(
         pool, shared["job_id"], source, plans,
         framework=framework or "", backend=backend_name, group_key=group_key, grace=grace,
-        listeners=listeners,
+        listeners=listeners, **({"kind": kind} if kind else {}), parent_id=parent_id,
     )
     job.group_addr = (plans[0].spec["master_addr"], plans[0].spec["master_port"]) if group_key else None
     if group_key and plans[0].spec["workers"]:

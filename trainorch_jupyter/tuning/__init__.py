@@ -1,0 +1,1 @@
+"""%tune: Optuna studies across the engine pool (independent of any UI)."""
