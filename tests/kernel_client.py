@@ -66,6 +66,8 @@ class Kernel:
             elif kind == "status" and content["execution_state"] == "idle":
                 break
         reply = self.kc.get_shell_msg(timeout=10)
+        while reply["parent_header"].get("msg_id") != msg_id:  # a reply left over from before
+            reply = self.kc.get_shell_msg(timeout=10)
         res.status = reply["content"]["status"]
         if res.status == "error" and not res.ename:
             # IPython reports a UsageError on stderr, not as an error message
