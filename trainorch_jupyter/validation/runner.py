@@ -336,8 +336,7 @@ def _sharded(req, ctx, where, kind, task, want_proba, wanted, X, y, framework, m
         out = _engine_outputs(parts, y, kind, task, req.outputs)
         values = metricsmod.compute(wanted, out)
     except (ModelError, MetricError) as e:
-        job.emit(vocab.VALIDATION, None, {"name": req.name or req.model_name, "task": task, "passed": False,
-                                          "error": str(e), "metrics": {}, "bounds": []})
+        job.emit(vocab.STATUS, None, {"state": vocab.FAILED, "error": str(e)})  # no validation is recorded
         raise
     result = make_result(values, out.n_samples, metricsmod.confusion(out), job.id,
                          {"world_size": world, "shards": [hi - lo for lo, hi in engines.shard_bounds(len(y), world)]})
@@ -412,8 +411,7 @@ def _cross_validate(req, ctx, where, kind, task, has_proba, wanted, X, y, framew
                 else:
                     matrix = _add_confusion(matrix, cm)
     except (ModelError, MetricError) as e:
-        job.emit(vocab.VALIDATION, None, {"name": req.name or req.model_name, "task": task, "passed": False,
-                                          "error": str(e), "metrics": {}, "bounds": []})
+        job.emit(vocab.STATUS, None, {"state": vocab.FAILED, "error": str(e)})  # no validation is recorded
         raise
     values: dict[str, float] = {}
     for m in wanted:
