@@ -384,7 +384,7 @@ def validate(
 
     def pairs(v: Any) -> list[tuple[str, float]]:
         items = v.items() if isinstance(v, dict) else (v or [])
-        return [(str(k).strip().lower(), float(b)) for k, b in items]
+        return [(str(k).strip(), float(b)) for k, b in items]
 
     def engine_pool(start: bool) -> EnginePool | None:
         running = [j for j in jobs() if not j.done]

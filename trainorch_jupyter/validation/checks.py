@@ -32,7 +32,7 @@ def parse_bounds(items: Iterable[str] | None, op: str) -> list[tuple[str, float]
                 raise CheckError(f"{flag} {part}: {value!r} is not a number") from None
             if not math.isfinite(bound):
                 raise CheckError(f"{flag} {part}: the bound must be a finite number")
-            out.append((name.strip().lower(), bound))
+            out.append((name.strip(), bound))
     return out
 
 

@@ -115,14 +115,14 @@ def validate(req: Request, ctx: Context) -> dict[str, Any]:
     else:
         has_proba = task == CLASSIFICATION and bool(info.get("has_proba"))
     wanted = metricsmod.resolve(req.metrics, task, has_proba)
-    bounds = [(m, ">=", b) for m, b in req.mins] + [(m, "<=", b) for m, b in req.maxs]
-    for metric, _op, _b in bounds:
-        if metric not in [m.name for m in wanted]:
-            extra = metricsmod.resolve([metric], task, has_proba)
-            bounds_name = extra[0].name
-            if bounds_name not in [m.name for m in wanted]:
-                wanted += extra
-    bounds = [(metricsmod.REGISTRY[m].name if m in metricsmod.REGISTRY else m, op, b) for m, op, b in bounds]
+    bounds = []
+    for metric, op, bound in ([(m, ">=", b) for m, b in req.mins] + [(m, "<=", b) for m, b in req.maxs]):
+        known = {m.name.lower(): m.name for m in wanted}
+        key = metricsmod.REGISTRY[metric.lower()].name if metric.lower() in metricsmod.REGISTRY else metric
+        if key.lower() not in known:  # a bound on a metric not asked for: compute it too
+            wanted += metricsmod.resolve([key], task, has_proba)
+            known[key.lower()] = wanted[-1].name
+        bounds.append((known[key.lower()], op, bound))
     if req.tolerance < 0 or req.tolerance != req.tolerance:
         raise CheckError(f"--tolerance {req.tolerance:g}: give a tolerance of 0 or more")
     baseline = None
