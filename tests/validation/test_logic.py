@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from trainorch_jupyter.validation import checks, metrics, models
+from trainorch_jupyter.validation import checks, engines, metrics, models
 from trainorch_jupyter.validation.errors import CheckError, MetricError, ModelError, ValidationFailed
 from trainorch_jupyter.views.validation import bundle, confusion_svg, validation_text
 
@@ -87,7 +87,7 @@ def test_outputs_logits_probabilities_and_one_column():
     assert pred.tolist() == [0, 1] and labels == [0, 1, 2]
     assert np.allclose(proba.sum(axis=1), 1) and np.allclose(proba[0], np.exp(logits[0]) / np.exp(logits[0]).sum())
     p = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
-    assert np.array_equal(models.interpret(p, metrics.CLASSIFICATION, np.array([0, 2]))[1], p)  # kept as given
+    assert np.allclose(models.interpret(p, metrics.CLASSIFICATION, np.array([0, 2]))[1], p, atol=1e-15)  # as given
     _, proba1, _ = models.interpret(np.array([[-2.0], [3.0]]), metrics.CLASSIFICATION, np.array([0, 1]))
     assert np.allclose(proba1[:, 1], 1 / (1 + np.exp([2.0, -3.0])))
     with pytest.raises(ModelError, match="y must hold class indices 0..2"):
@@ -155,3 +155,16 @@ def test_views_are_deterministic_and_mark_every_check():
     b = bundle(result)
     assert "<svg" in b["text/html"] and b["text/html"].count("<rect") == 9
     assert confusion_svg(None) == ""
+
+
+def test_shards_are_contiguous_cut_at_batch_multiples_and_cover_every_sample_once():
+    for n in (1, 100, 255, 256, 257, 451, 3001, 20001):
+        for world in (1, 2, 3, 4):
+            b = engines.shard_bounds(n, world, batch=256)
+            assert len(b) == world and b[0][0] == 0 and b[-1][1] == n
+            assert all(lo <= hi for lo, hi in b) and all(b[i][1] == b[i + 1][0] for i in range(world - 1))
+            assert all(lo % 256 == 0 for lo, _ in b)  # every forward batch starts where it would in one process
+            sizes = [hi - lo for lo, hi in b]
+            assert max(sizes) - min(sizes) <= 256
+    assert engines.shard_bounds(3001, 2, batch=256) == [(0, 1536), (1536, 3001)]
+    assert engines.shard_bounds(100, 2, batch=256) == [(0, 0), (0, 100)]

@@ -15,7 +15,7 @@ from typing import Any
 
 from .engine import user_namespace
 
-BATCH = 1024
+BATCH = 256
 
 
 def _mro(obj: Any) -> list[str]:
@@ -121,8 +121,13 @@ def outputs(obj: Any, X: Any, kind: str, want_proba: bool, batch: int = BATCH) -
         if isinstance(raw, (list, tuple)):
             raw = raw[0]
         return {"raw": np.asarray(raw, dtype=np.float64), "proba": None, "classes": None}
-    pred = np.asarray(obj.predict(X))
-    proba = np.asarray(obj.predict_proba(X), dtype=np.float64) if want_proba else None
+    # in batches counted from the shard's start (a multiple of ``batch``): the same rows
+    # go through each call as in a single-process evaluation
+    pred = np.concatenate([np.asarray(obj.predict(X[i:i + batch])) for i in range(0, len(X), batch)])
+    proba = None
+    if want_proba:
+        proba = np.concatenate([np.asarray(obj.predict_proba(X[i:i + batch]), dtype=np.float64)
+                                for i in range(0, len(X), batch)])
     classes = list(getattr(obj, "classes_", [])) or None
     return {"raw": pred, "proba": proba, "classes": classes}
 
@@ -137,6 +142,8 @@ def predict_shard(spec: dict[str, Any]) -> dict[str, Any]:
     kind = kind_of(unwrap(obj))
     if kind is None:
         return {"error": f"TypeError: a {type(obj).__name__} is not a model %validate can evaluate"}
+    if X is None or len(X) == 0:
+        return {"empty": True, "error": None}  # fewer batches than ranks: nothing to do here
     try:
         out = outputs(obj, X, kind, spec.get("proba", False), spec.get("batch", BATCH))
     except Exception as e:

@@ -23,9 +23,22 @@ RESULT = "_trainorch_validation"
 INSPECT = "trainorch_jupyter.runtime.validate:inspect_name"
 
 
-def shard_bounds(n: int, world: int) -> list[tuple[int, int]]:
-    """Contiguous shards [lo, hi) in rank order: sizes differ by at most one, nothing padded."""
-    return [(r * n // world, (r + 1) * n // world) for r in range(world)]
+BATCH = 256  # rows per forward pass, counted from sample 0 whatever the sharding
+
+
+def shard_bounds(n: int, world: int, batch: int = BATCH) -> list[tuple[int, int]]:
+    """Contiguous shards [lo, hi) in rank order, nothing padded.
+
+    Shards are cut at multiples of ``batch``, so each forward pass sees exactly
+    the rows it sees in a single-process evaluation (batches start at sample 0,
+    256, 512, ...): per-sample outputs are then bitwise the same however the data
+    is sharded, even for kernels whose rounding depends on the batch shape.
+    A rank may get nothing when there are fewer batches than ranks.
+    """
+    batches = -(-n // batch)
+    cuts = [min(n, (r * batches // world) * batch) for r in range(world + 1)]
+    cuts[-1] = n
+    return [(cuts[r], cuts[r + 1]) for r in range(world)]
 
 
 def engine_ids(pool: EnginePool, n: int | None) -> list[int]:

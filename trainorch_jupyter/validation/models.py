@@ -140,7 +140,7 @@ def interpret(raw: np.ndarray, task: str, y: np.ndarray, outputs: str = "auto"
             e = np.exp(z)
             proba = e / e.sum(axis=1, keepdims=True)
         else:
-            proba = raw
+            proba = raw / raw.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 +- 1e-7
     labels = list(range(proba.shape[1]))
     yk = np.asarray(y)
     if yk.dtype.kind not in "biu" or (len(yk) and (yk.min() < 0 or yk.max() >= proba.shape[1])):

@@ -298,6 +298,7 @@ def _engine_outputs(parts: list[dict[str, Any]], y: np.ndarray, kind: str, task:
     for p in parts:
         if p.get("error"):
             raise ModelError(_mismatch(p["error"]))
+    parts = [p for p in parts if not p.get("empty")] or parts[:1]  # ranks that got no rows
     raw = np.concatenate([np.asarray(p["raw"]) for p in parts])
     if kind == SKLEARN:
         probas = [p.get("proba") for p in parts]
@@ -322,7 +323,7 @@ def _sharded(req, ctx, where, kind, task, want_proba, wanted, X, y, framework, m
         shared[PUSHED_MODEL] = req.model
     data_name = "_trainorch_validate_X"
     per_rank = [{data_name: _take(X, lo, hi)} for lo, hi in engines.shard_bounds(len(y), world)]
-    spec = {"model": model_name, "data": data_name, "proba": want_proba}
+    spec = {"model": model_name, "data": data_name, "proba": want_proba, "batch": engines.BATCH}
     try:
         job = engines.run(
             pool, engines.predict_source(spec), n=world, per_rank=per_rank, shared=shared, framework=framework,
