@@ -99,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     errors: dict[str, str] = {}
     started = time.perf_counter()
     cores = len(os.sched_getaffinity(0))
+    load_before = os.getloadavg()[0]
     say(f"trainorch_jupyter %validate benchmark: {args.samples} samples, MLP 64-{args.hidden}-{args.hidden}-10, "
-        f"python {platform.python_version()}, {cores} cores")
+        f"python {platform.python_version()}, {cores} cores, load average {load_before:.1f}")
     pool = None
     try:
         pool = api.start_pool(2)
@@ -166,10 +167,12 @@ def main(argv: list[str] | None = None) -> int:
             f"accuracy {results['two']['metrics']['accuracy']:.4f}, shards {results['two'].get('shards')}")
     for k, v in errors.items():
         say(f"{k}: {v}")
-    say(f"total {total:.0f} s")
+    say(f"total {total:.0f} s; load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+        f"(other processes on the machine compete with the engines for its {cores} cores)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "cores": cores, "times": times, "rows": rows, "errors": errors,
+            json.dump({"args": vars(args), "cores": cores, "load_before": load_before,
+                       "load_after": os.getloadavg()[0], "times": times, "rows": rows, "errors": errors,
                        "python": platform.python_version(),
                        "max_metric_difference": results.get("max_metric_difference")}, f, indent=2, default=str)
         say(f"wrote {args.json}")
