@@ -199,3 +199,38 @@ def test_a_keras_model_on_the_engines_sharded_and_cross_validated(healthy_pool):
 
     cv = api.validate("knet", X, y, cv=2, fit=fit, metrics=["accuracy", "log_loss"], show=False)
     assert len(cv["folds"]) == 2 and cv["metrics"]["accuracy"] > 0.25  # trained, better than chance (0.2)
+
+
+def test_a_validation_cancelled_mid_way_ends_cleanly_and_the_pool_stays_usable(trained):
+    import threading
+    import time
+
+    run("import time, torch\n"
+        "class Slow(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        time.sleep(600)\n"
+        "        return x\n"
+        "slow = Slow()\n", {}, framework="none")
+    X, y = _data(300, 8)
+    outcome = {}
+
+    def go():
+        try:
+            api.validate("slow", X, y, show=False)
+        except BaseException as e:  # noqa: BLE001 - the test inspects it
+            outcome["error"] = e
+
+    t = threading.Thread(target=go)
+    t.start()
+    deadline = time.monotonic() + 60
+    while not [j for j in api.jobs() if j.snapshot.kind == model.VALIDATE and not j.done]:
+        assert time.monotonic() < deadline, "the validate job never started"
+        time.sleep(0.05)
+    job = [j for j in api.jobs() if j.snapshot.kind == model.VALIDATE and not j.done][-1]
+    job.cancel("stopped by the test")
+    t.join(60)
+    assert not t.is_alive()
+    assert isinstance(outcome.get("error"), api.DistributedError) and "stopped by the test" in str(outcome["error"])
+    assert job.state == model.CANCELLED
+    ok = api.validate("net", X, y, show=False)  # the next one runs
+    assert ok["n_samples"] == 300
