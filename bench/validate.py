@@ -56,8 +56,8 @@ times = []
 for _ in range({repeats} + 1):
     t0 = time.perf_counter()
     with torch.no_grad():
-        logits = np.concatenate([bignet(torch.from_numpy(X[i:i + 1024])).double().numpy()
-                                 for i in range(0, len(X), 1024)])
+        logits = np.concatenate([bignet(torch.from_numpy(X[i:i + 256])).double().numpy()
+                                 for i in range(0, len(X), 256)])
     p = np.exp(logits - logits.max(axis=1, keepdims=True)); p /= p.sum(axis=1, keepdims=True)
     pred = p.argmax(axis=1)
     labels = list(range(10))
@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 results[label] = api.validate("bignet", X, y, n=n, show=False, name=f"bench-{label}")
                 times[label].append(time.perf_counter() - t0)
+                snap = api.jobs()[-1].snapshot  # the validate job: the ranks' part of it
+                times.setdefault(label + "_job", []).append(snap.ended - snap.started)
         diffs = {k: abs(results["two"]["metrics"][k] - results["one"]["metrics"][k])
                  for k in results["two"]["metrics"]}
         results["max_metric_difference"] = max(diffs.values())
@@ -153,6 +155,15 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"measurement": "%validate, 2 engines (sharded)", "median_text": f"{two:.2f} s",
                      "comparison": f"1 engine {one:.2f} s", "ratio_text": f"{ratio:.2f}",
                      "goal": "1 engine / 2 engines >= 1.7", "met": ratio >= 1.7, "ratio": ratio})
+        best = min(times["one"]) / min(times["two"])
+        rows.append({"measurement": "%validate, 2 engines, best run", "median_text": f"{min(times['two']):.2f} s",
+                     "comparison": f"1 engine best {min(times['one']):.2f} s", "ratio_text": f"{best:.2f}",
+                     "goal": "-", "met": None, "ratio": best})
+        if times.get("two_job") and times.get("one_job"):
+            two_j, one_j = median(times["two_job"]), median(times["one_job"])
+            rows.append({"measurement": "  of which the job on the engines", "median_text": f"{two_j:.2f} s",
+                         "comparison": f"1 engine {one_j:.2f} s", "ratio_text": f"{one_j / two_j:.2f}",
+                         "goal": "-", "met": None, "ratio": one_j / two_j})
         if times.get("process"):
             proc_t = median(times["process"])
             rows.append({"measurement": "%validate, 2 engines (sharded)", "median_text": f"{two:.2f} s",
