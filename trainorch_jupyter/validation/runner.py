@@ -148,8 +148,7 @@ def validate(req: Request, ctx: Context) -> dict[str, Any]:
     framework = kind
     directions = {m.name: m.higher_is_better for m in wanted}
 
-    def make_result(values: dict[str, float], out_n: int, confusion: Any, job_id: str | None,
-                    extra: dict[str, Any]) -> dict[str, Any]:
+    def make_result(values: dict[str, float], out_n: int, confusion: Any, extra: dict[str, Any]) -> dict[str, Any]:
         checked = checks.bound_checks(values, bounds)
         if baseline is not None:
             checked += checks.baseline_checks(
@@ -179,9 +178,10 @@ def validate(req: Request, ctx: Context) -> dict[str, Any]:
         try:
             out = _kernel_outputs(req.model, X, y, task, has_proba and _needs_proba(wanted))
             values = metricsmod.compute(wanted, out)
-            result = make_result(values, out.n_samples, metricsmod.confusion(out), rec.id, {"world_size": 1})
+            result = make_result(values, out.n_samples, metricsmod.confusion(out), {"world_size": 1})
         except BaseException as e:
-            rec.emit(vocab.STATUS, None, {"state": vocab.FAILED, "error": str(e).splitlines()[0] if str(e) else type(e).__name__})
+            error = str(e).splitlines()[0] if str(e) else type(e).__name__
+            rec.emit(vocab.STATUS, None, {"state": vocab.FAILED, "error": error})
             raise
         rec.emit(vocab.VALIDATION, None, result)
         rec.emit(vocab.STATUS, None, {"state": vocab.DONE})
@@ -287,7 +287,11 @@ def _normalised(proba: Any) -> np.ndarray:
 
 
 def _mismatch(e: BaseException | str) -> str:
-    text = e if isinstance(e, str) else f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+    if isinstance(e, str):
+        text = e
+    else:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        text = f"{type(e).__name__}: {first}"
     if "not fitted" in text.lower():
         return f"the model is not fitted: {text}; fit it first"
     return f"the data does not match the model: {text.rstrip(': ')}"
@@ -312,7 +316,10 @@ def _engine_outputs(parts: list[dict[str, Any]], y: np.ndarray, kind: str, task:
     return Outputs(task, y, pred, proba, labels)
 
 
-def _sharded(req, ctx, where, kind, task, want_proba, wanted, X, y, framework, make_result):
+def _sharded(req: Request, ctx: Context, where: str, kind: str, task: str, want_proba: bool,
+             wanted: list[Any], X: Any, y: np.ndarray, framework: str,
+             make_result: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """Rank k predicts the k-th contiguous shard; metrics once, in the kernel, on the outputs in order."""
     pool = ctx.ensure_pool() if where == "push" else ctx.current_pool()
     ids = engines.engine_ids(pool, req.n)
     world = len(ids)
@@ -339,7 +346,7 @@ def _sharded(req, ctx, where, kind, task, want_proba, wanted, X, y, framework, m
     except (ModelError, MetricError) as e:
         job.emit(vocab.STATUS, None, {"state": vocab.FAILED, "error": str(e)})  # no validation is recorded
         raise
-    result = make_result(values, out.n_samples, metricsmod.confusion(out), job.id,
+    result = make_result(values, out.n_samples, metricsmod.confusion(out),
                          {"world_size": world, "shards": [hi - lo for lo, hi in engines.shard_bounds(len(y), world)]})
     job.emit(vocab.VALIDATION, None, result)
     result["job_id"] = job.id
@@ -363,7 +370,10 @@ def _splits(y: np.ndarray, k: int, task: str) -> list[tuple[np.ndarray, np.ndarr
         raise CheckError(f"--cv {k}: {str(e).splitlines()[0]}") from None
 
 
-def _cross_validate(req, ctx, where, kind, task, has_proba, wanted, X, y, framework, make_result):
+def _cross_validate(req: Request, ctx: Context, where: str, kind: str, task: str, has_proba: bool,
+                    wanted: list[Any], X: Any, y: np.ndarray, framework: str,
+                    make_result: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """K folds dealt round-robin to the ranks; each fits a fresh copy; metrics per fold, mean and std."""
     import warnings
 
     with warnings.catch_warnings():
@@ -420,7 +430,7 @@ def _cross_validate(req, ctx, where, kind, task, has_proba, wanted, X, y, framew
         values[m.name] = float(vals.mean())
     for m in wanted:
         values[m.name + "_std"] = float(np.array([pf[m.name] for pf in per_fold]).std())
-    result = make_result(values, len(y), matrix, job.id, {"cv": req.cv, "folds": per_fold, "world_size": world})
+    result = make_result(values, len(y), matrix, {"cv": req.cv, "folds": per_fold, "world_size": world})
     job.emit(vocab.VALIDATION, None, result)
     result["job_id"] = job.id
     return result
