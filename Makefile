@@ -28,7 +28,7 @@ demo: setup
 	$(PY) notebooks/run_notebook.py notebooks/01_distributed_training.ipynb
 
 test: setup
-	$(PY) -m pytest --nbval tests notebooks
+	$(PY) -m pytest --nbval --nbval-sanitize-with trainorch_jupyter/nbval_sanitize.cfg tests notebooks
 
 bench: setup
 	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[bench]"

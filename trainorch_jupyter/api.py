@@ -504,3 +504,101 @@ def show_study(name: str, storage: str | None = None) -> Any:
 from .tuning.options import TuneProblem  # noqa: E402  (light: Optuna is imported only when a study runs)
 
 UsageProblem = UsageProblem + (TuneProblem,)
+
+
+# ---------------------------------------------------------------------------- %validate
+from .validation.errors import PROBLEMS as _VALIDATION_PROBLEMS  # noqa: E402
+from .validation.errors import ValidationFailed  # noqa: E402,F401
+
+UsageProblem = UsageProblem + _VALIDATION_PROBLEMS
+
+
+def validate(
+    model: Any,
+    X: Any = None,
+    y: Any = None,
+    *,
+    namespace: dict[str, Any] | None = None,
+    metrics: Sequence[Any] | None = None,
+    min: dict[str, float] | Sequence[tuple[str, float]] | None = None,  # noqa: A002
+    max: dict[str, float] | Sequence[tuple[str, float]] | None = None,  # noqa: A002
+    baseline: str | None = None,
+    tolerance: float = 0.0,
+    cv: int | None = None,
+    fit: Callable[..., Any] | str | None = None,
+    task: str | None = None,
+    outputs: str = "auto",
+    name: str | None = None,
+    n: int | None = None,
+    show: bool = True,
+    raise_on_fail: bool = True,
+    source: str = "",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Evaluate ``model`` on ``X, y``, check it, record it, show it.
+
+    ``model`` is a scikit-learn estimator, a torch ``nn.Module`` or a Keras model,
+    or the name of one (looked up in ``namespace``, else on the engines, where it
+    is evaluated data-parallel).  ``min``/``max`` map metric names to bounds;
+    ``baseline`` names a stored validation (``name=`` of an earlier one, or a job
+    id prefix) that no metric may fall behind by more than ``tolerance``.  With
+    ``cv=K`` the model is cross-validated in K folds across the engines (``fit``:
+    a function ``fit(model, X_train, y_train)`` for torch/Keras).  Returns the
+    validation (as stored); raises :class:`ValidationFailed` when a check fails
+    (unless ``raise_on_fail=False``) and one of :data:`UsageProblem` for a bad request.
+    """
+    from .validation import runner
+    from .validation.errors import CheckError
+    from .views.validation import bundle, validation_text
+
+    namespace = {} if namespace is None else namespace
+    obj, model_name = model, None
+    if isinstance(model, str):
+        model_name = model
+        obj = namespace.get(model) if model in namespace else None
+    fit_fn = namespace.get(fit) if isinstance(fit, str) else fit
+    if isinstance(fit, str) and not callable(fit_fn):
+        raise CheckError(f"--fit {fit}: no function of that name in the notebook")
+
+    def pairs(v: Any) -> list[tuple[str, float]]:
+        items = v.items() if isinstance(v, dict) else (v or [])
+        return [(str(k).strip(), float(b)) for k, b in items]
+
+    def engine_pool(start: bool) -> EnginePool | None:
+        running = [j for j in jobs() if not j.done]
+        if running:
+            raise LaunchError(
+                f"job {running[0].id} is still running on the pool; wait for it (job.wait()) "
+                "or stop it (job.cancel()) first"
+            )
+        return ensure_pool(n, log=log) if start else current_pool()
+
+    def register(job: Job) -> None:
+        with _LOCK:
+            _JOBS[:] = _JOBS[-49:] + [job]
+
+    def lookup(key: str) -> dict[str, Any] | None:
+        _flush_store()
+        return store(log).validation(key)
+
+    req = runner.Request(
+        model=obj, model_name=model_name or "", X=X, y=y, metrics=metrics, mins=pairs(min), maxs=pairs(max),
+        baseline=baseline, tolerance=float(tolerance), cv=cv, fit=fit if isinstance(fit, str) else None,
+        fit_fn=fit_fn, task=task, outputs=outputs, name=name, n=n,
+        line=source or f"api.validate({model_name or type(model).__name__})",
+    )
+    ctx = runner.Context(
+        ensure_pool=lambda: engine_pool(True), current_pool=lambda: engine_pool(False),
+        baseline_lookup=lookup, listeners=[_writer(log)], register=register, jobs=jobs,
+    )
+    result = runner.validate(req, ctx)
+    if show:
+        if _in_kernel():
+            from IPython.display import display
+
+            display(bundle(result), raw=True)
+        else:
+            log(validation_text(result))
+    if raise_on_fail and not result["passed"]:
+        raise ValidationFailed(result)
+    return result

@@ -299,6 +299,80 @@ class TrainorchMagics(Magics):
         except api.UsageProblem as e:
             raise _usage(e) from None
 
+    # ------------------------------------------------------------------ %validate
+    @line_magic
+    def validate(self, line: str) -> None:
+        """Validate a model on held-out data; fail the cell when it misses a bound.
+
+        %validate MODEL --data X,y [--metrics accuracy,f1,...] [--min metric=value ...]
+                  [--max metric=value ...] [--baseline NAME_OR_RUN] [--tolerance T]
+                  [--cv K [--fit FIT_FN]] [--task classification|regression]
+                  [--outputs auto|logits|proba] [--name NAME] [-n N]
+
+        MODEL is a scikit-learn estimator, torch nn.Module or Keras model in the
+        notebook, or the name of one on the engines (from a %%distribute cell).
+        The result is kept in the run store and in ``_validation``.
+        """
+        import argparse
+
+        from .validation.errors import ValidationFailed
+
+        try:
+            argv = shlex.split(line)
+        except ValueError as e:
+            raise UsageError(f"%validate: {e}") from None
+        parser = argparse.ArgumentParser(prog="%validate", add_help=False)
+        parser.add_argument("model", nargs="?")
+        parser.add_argument("--data", default=None)
+        parser.add_argument("--metrics", default=None)
+        parser.add_argument("--min", action="append", default=[])
+        parser.add_argument("--max", action="append", default=[])
+        parser.add_argument("--baseline", default=None)
+        parser.add_argument("--tolerance", type=float, default=0.0)
+        parser.add_argument("--cv", type=int, default=None)
+        parser.add_argument("--fit", default=None)
+        parser.add_argument("--task", default=None)
+        parser.add_argument("--outputs", default="auto", choices=["auto", "logits", "proba"])
+        parser.add_argument("--name", default=None)
+        parser.add_argument("-n", "--engines", type=int, default=None)
+        opts, extra = _parse(parser, argv)
+        if extra:
+            raise UsageError(f"%validate: unknown option {extra[0]}")
+        if not opts.model or not opts.data:
+            raise UsageError("usage: %validate MODEL --data X,y [--min metric=value] [--baseline NAME] ...")
+        ns = self.shell.user_ns
+        data = _names(opts.data)
+        if len(data) != 2:
+            raise UsageError(f"--data {opts.data}: give two names, features and labels: --data X_val,y_val")
+        for d in data:
+            if d not in ns:
+                raise UsageError(f"--data {d}: no such name in the notebook; define it first")
+        model_ref = opts.model
+        if not model_ref.isidentifier():
+            raise UsageError(f"{model_ref!r} is not a Python name; give the model's name")
+        from .validation.checks import parse_bounds
+        from .validation.metrics import REGISTRY
+
+        metrics = None
+        if opts.metrics:
+            metrics = []
+            for m in (v.strip() for v in opts.metrics.split(",") if v.strip()):
+                fn = ns.get(m)
+                metrics.append(fn if m.lower() not in REGISTRY and m != "confusion_matrix" and callable(fn) else m)
+        try:
+            result = api.validate(
+                model_ref, ns[data[0]], ns[data[1]], namespace=ns, metrics=metrics,
+                min=parse_bounds(opts.min, ">="), max=parse_bounds(opts.max, "<="),
+                baseline=opts.baseline, tolerance=opts.tolerance, cv=opts.cv, fit=opts.fit, task=opts.task,
+                outputs=opts.outputs, name=opts.name, n=opts.engines, raise_on_fail=False,
+                source=f"%validate {line.strip()}",
+            )
+        except api.UsageProblem as e:
+            raise _usage(e) from None
+        ns["_validation"] = result
+        if not result["passed"]:
+            raise ValidationFailed(result)
+
 
 def _plot_history(history: list[dict[str, Any]]) -> None:
     """Metric against step for each job (rank 0), when matplotlib is installed."""
