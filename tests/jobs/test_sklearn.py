@@ -31,7 +31,7 @@ scores = list(gs.cv_results_["mean_test_score"])
 FITS = 18
 
 
-def search(tmp_path, n_jobs=-1, **extra):
+def search(tmp_path, **extra):
     log = str(tmp_path / f"pids-{time.monotonic_ns()}")
     ns = {"LOG": log, "EXTRA": extra}
     return ns, log
