@@ -31,7 +31,7 @@ scores = list(gs.cv_results_["mean_test_score"])
 FITS = 18
 
 
-def search(tmp_path, n_jobs=-1, **extra):
+def search(tmp_path, **extra):
     log = str(tmp_path / f"pids-{time.monotonic_ns()}")
     ns = {"LOG": log, "EXTRA": extra}
     return ns, log
@@ -72,6 +72,14 @@ def test_grid_search_runs_on_the_engines_with_the_same_result_as_n_jobs_1(health
     assert (snap.step, snap.total) == (FITS, FITS)
     assert api.job_text(job).splitlines()[0] == f"sklearn job on 2 engines (joblib): done, {FITS}/{FITS} tasks"
     assert f"{FITS}/{FITS} tasks" in job.printed  # the final text under the cell
+
+
+def test_minus_n_uses_the_first_engines_only(healthy_pool, tmp_path):
+    ns, log = search(tmp_path)
+    job = run(SEARCH.format(n_jobs=-1), ns, n=1)
+    assert set(pids(log)) == {healthy_pool.slots[0].pid}  # one engine still gets the work, not the kernel
+    assert job.tasks_by_engine == {healthy_pool.slots[0].engine_id: FITS}
+    assert api.job_text(job).splitlines()[0] == f"sklearn job on 1 engine (joblib): done, {FITS}/{FITS} tasks"
 
 
 def test_progress_events_reach_the_run_store(healthy_pool, tmp_path):
