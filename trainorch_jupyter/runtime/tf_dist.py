@@ -155,9 +155,12 @@ def to_kernel(value: Any) -> Any:
         return value
     import tensorflow as tf
 
-    if isinstance(value, tf.keras.Model):
+    keras_object = type(value).__module__.split(".")[0] in ("tf_keras", "keras", "tensorflow")
+    if isinstance(value, tf.keras.Model) or (
+        keras_object and hasattr(value, "layers") and callable(getattr(value, "get_weights", None))
+    ):  # tf_keras, or a Keras 3 model built with `import keras`
         return value.get_weights()
-    if isinstance(value, tf.keras.callbacks.History):
+    if keras_object and type(value).__name__ == "History" and isinstance(getattr(value, "history", None), dict):
         return dict(value.history)
     if isinstance(value, (tf.Tensor, tf.Variable)):
         return value.numpy()
