@@ -34,7 +34,7 @@ def setup(spec: dict[str, Any]) -> None:
         raise RuntimeError(
             f"the TensorFlow cluster of this pool was lost on rank {rank}; run the cell again"
         )
-    if STATE.get("tf_key") is not None:
+    if STATE.get("tf_configured"):  # TensorFlow keeps its first cluster for the process's life
         raise RuntimeError(
             f"TensorFlow on rank {rank} is already set up for another worker set and cannot join "
             "a new one; restart the engines with %cluster restart"
@@ -73,7 +73,7 @@ def setup(spec: dict[str, Any]) -> None:
                 "cluster (a tensor was made there earlier); restart the engines with %cluster restart"
             ) from None
         raise
-    STATE["tf_key"], STATE["tf_strategy"] = key, strategy
+    STATE["tf_key"], STATE["tf_strategy"], STATE["tf_configured"] = key, strategy, True
     ns["strategy"] = strategy
     _exit_promptly()
 
