@@ -129,7 +129,7 @@ def _by_hand(path: str, threads: int, timeout: float = 600) -> dict[str, Any]:
     return json.loads(lines[-1].split(" ", 1)[1])
 
 
-def bench_tensorflow(repeats: int = 3, epochs: int = 6) -> dict[str, Any]:
+def bench_tensorflow(repeats: int = 5, epochs: int = 12) -> dict[str, Any]:
     """Steps/s of Keras fit through ``api.distribute`` and by hand, alternated; returns the figures."""
     from trainorch_jupyter import api
     from trainorch_jupyter.pool.env import threads_per_engine
@@ -190,8 +190,8 @@ def bench_tensorflow(repeats: int = 3, epochs: int = 6) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tf-repeats", type=int, default=3)
-    parser.add_argument("--tf-epochs", type=int, default=6)
+    parser.add_argument("--tf-repeats", type=int, default=5)
+    parser.add_argument("--tf-epochs", type=int, default=12)
     parser.add_argument("--json", default=None, help="write the figures here")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {}

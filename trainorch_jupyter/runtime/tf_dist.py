@@ -34,7 +34,7 @@ def setup(spec: dict[str, Any]) -> None:
         raise RuntimeError(
             f"the TensorFlow cluster of this pool was lost on rank {rank}; run the cell again"
         )
-    if STATE.get("tf_key") is not None:
+    if STATE.get("tf_configured"):  # TensorFlow keeps its first cluster for the process's life
         raise RuntimeError(
             f"TensorFlow on rank {rank} is already set up for another worker set and cannot join "
             "a new one; restart the engines with %cluster restart"
@@ -73,7 +73,7 @@ def setup(spec: dict[str, Any]) -> None:
                 "cluster (a tensor was made there earlier); restart the engines with %cluster restart"
             ) from None
         raise
-    STATE["tf_key"], STATE["tf_strategy"] = key, strategy
+    STATE["tf_key"], STATE["tf_strategy"], STATE["tf_configured"] = key, strategy, True
     ns["strategy"] = strategy
     _exit_promptly()
 
@@ -155,9 +155,12 @@ def to_kernel(value: Any) -> Any:
         return value
     import tensorflow as tf
 
-    if isinstance(value, tf.keras.Model):
+    keras_object = type(value).__module__.split(".")[0] in ("tf_keras", "keras", "tensorflow")
+    if isinstance(value, tf.keras.Model) or (
+        keras_object and hasattr(value, "layers") and callable(getattr(value, "get_weights", None))
+    ):  # tf_keras, or a Keras 3 model built with `import keras`
         return value.get_weights()
-    if isinstance(value, tf.keras.callbacks.History):
+    if keras_object and type(value).__name__ == "History" and isinstance(getattr(value, "history", None), dict):
         return dict(value.history)
     if isinstance(value, (tf.Tensor, tf.Variable)):
         return value.numpy()
