@@ -33,6 +33,7 @@ test: setup
 bench: setup
 	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[bench]"
 	$(PY) bench/launch.py
+	$(PY) bench/tune.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
