@@ -548,7 +548,9 @@ def validate(
     (unless ``raise_on_fail=False``) and one of :data:`UsageProblem` for a bad request.
     """
     from .validation import runner
+    from .validation.checks import parse_bounds
     from .validation.errors import CheckError
+    from .validation.metrics import REGISTRY
     from .views.validation import bundle, validation_text
 
     namespace = {} if namespace is None else namespace
@@ -560,9 +562,16 @@ def validate(
     if isinstance(fit, str) and not callable(fit_fn):
         raise CheckError(f"--fit {fit}: no function of that name in the notebook")
 
-    def pairs(v: Any) -> list[tuple[str, float]]:
-        items = v.items() if isinstance(v, dict) else (v or [])
+    def pairs(v: Any, op: str) -> list[tuple[str, float]]:
+        """{metric: bound}, [(metric, bound)] or ["metric=bound", ...] (as --min/--max give them)."""
+        items = list(v.items()) if isinstance(v, dict) else list(v or [])
+        if items and all(isinstance(i, str) for i in items):
+            return parse_bounds(items, op)
         return [(str(k).strip(), float(b)) for k, b in items]
+
+    if metrics is not None:  # a name that is no known metric but a function in the notebook: that function
+        metrics = [namespace[m] if isinstance(m, str) and m.strip().lower() not in REGISTRY
+                   and m != "confusion_matrix" and callable(namespace.get(m)) else m for m in metrics]
 
     def engine_pool(start: bool) -> EnginePool | None:
         running = [j for j in jobs() if not j.done]
@@ -582,7 +591,8 @@ def validate(
         return store(log).validation(key)
 
     req = runner.Request(
-        model=obj, model_name=model_name or "", X=X, y=y, metrics=metrics, mins=pairs(min), maxs=pairs(max),
+        model=obj, model_name=model_name or "", X=X, y=y, metrics=metrics,
+        mins=pairs(min, ">="), maxs=pairs(max, "<="),
         baseline=baseline, tolerance=float(tolerance), cv=cv, fit=fit if isinstance(fit, str) else None,
         fit_fn=fit_fn, task=task, outputs=outputs, name=name, n=n,
         line=source or f"api.validate({model_name or type(model).__name__})",

@@ -315,8 +315,6 @@ class TrainorchMagics(Magics):
         """
         import argparse
 
-        from .validation.errors import ValidationFailed
-
         try:
             argv = shlex.split(line)
         except ValueError as e:
@@ -350,19 +348,11 @@ class TrainorchMagics(Magics):
         model_ref = opts.model
         if not model_ref.isidentifier():
             raise UsageError(f"{model_ref!r} is not a Python name; give the model's name")
-        from .validation.checks import parse_bounds
-        from .validation.metrics import REGISTRY
-
-        metrics = None
-        if opts.metrics:
-            metrics = []
-            for m in (v.strip() for v in opts.metrics.split(",") if v.strip()):
-                fn = ns.get(m)
-                metrics.append(fn if m.lower() not in REGISTRY and m != "confusion_matrix" and callable(fn) else m)
+        metrics = [v.strip() for v in opts.metrics.split(",") if v.strip()] if opts.metrics else None
         try:
             result = api.validate(
                 model_ref, ns[data[0]], ns[data[1]], namespace=ns, metrics=metrics,
-                min=parse_bounds(opts.min, ">="), max=parse_bounds(opts.max, "<="),
+                min=opts.min, max=opts.max,
                 baseline=opts.baseline, tolerance=opts.tolerance, cv=opts.cv, fit=opts.fit, task=opts.task,
                 outputs=opts.outputs, name=opts.name, n=opts.engines, raise_on_fail=False,
                 source=f"%validate {line.strip()}",
@@ -371,7 +361,7 @@ class TrainorchMagics(Magics):
             raise _usage(e) from None
         ns["_validation"] = result
         if not result["passed"]:
-            raise ValidationFailed(result)
+            raise api.ValidationFailed(result)
 
 
 def _plot_history(history: list[dict[str, Any]]) -> None:

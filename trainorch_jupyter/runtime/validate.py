@@ -18,6 +18,11 @@ from .engine import user_namespace
 BATCH = 256
 
 
+def _rows(X: Any) -> int:
+    shape = getattr(X, "shape", None)
+    return int(shape[0]) if shape is not None and len(shape) else len(X)  # sparse matrices have no len()
+
+
 def _mro(obj: Any) -> list[str]:
     return [f"{c.__module__}.{c.__qualname__}" for c in type(obj).__mro__]
 
@@ -104,7 +109,7 @@ def outputs(obj: Any, X: Any, kind: str, want_proba: bool, batch: int = BATCH) -
         chunks = []
         try:
             with torch.no_grad():
-                for i in range(0, len(X), batch):
+                for i in range(0, _rows(X), batch):
                     xb = torch.as_tensor(np.asarray(X[i:i + batch]))
                     if xb.is_floating_point():
                         xb = xb.to(dtype)
@@ -123,11 +128,12 @@ def outputs(obj: Any, X: Any, kind: str, want_proba: bool, batch: int = BATCH) -
         return {"raw": np.asarray(raw, dtype=np.float64), "proba": None, "classes": None}
     # in batches counted from the shard's start (a multiple of ``batch``): the same rows
     # go through each call as in a single-process evaluation
-    pred = np.concatenate([np.asarray(obj.predict(X[i:i + batch])) for i in range(0, len(X), batch)])
+    n = _rows(X)
+    pred = np.concatenate([np.asarray(obj.predict(X[i:i + batch])) for i in range(0, n, batch)])
     proba = None
     if want_proba:
         proba = np.concatenate([np.asarray(obj.predict_proba(X[i:i + batch]), dtype=np.float64)
-                                for i in range(0, len(X), batch)])
+                                for i in range(0, n, batch)])
     classes = list(getattr(obj, "classes_", [])) or None
     return {"raw": pred, "proba": proba, "classes": classes}
 
@@ -142,7 +148,7 @@ def predict_shard(spec: dict[str, Any]) -> dict[str, Any]:
     kind = kind_of(unwrap(obj))
     if kind is None:
         return {"error": f"TypeError: a {type(obj).__name__} is not a model %validate can evaluate"}
-    if X is None or len(X) == 0:
+    if X is None or _rows(X) == 0:
         return {"empty": True, "error": None}  # fewer batches than ranks: nothing to do here
     try:
         out = outputs(obj, X, kind, spec.get("proba", False), spec.get("batch", BATCH))

@@ -121,6 +121,6 @@ def drop(pool: EnginePool, names: Sequence[str], n: int | None) -> None:
         return
     src = "".join(f"globals().pop({k!r}, None)\n" for k in names)
     try:
-        pool.client[engine_ids(pool, n)].execute(src, block=True)
+        pool.client[engine_ids(pool, n)].execute(src, block=False).get(timeout=10)
     except Exception:
         pass

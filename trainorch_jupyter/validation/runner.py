@@ -336,10 +336,9 @@ def _sharded(req: Request, ctx: Context, where: str, kind: str, task: str, want_
             pool, engines.predict_source(spec), n=world, per_rank=per_rank, shared=shared, framework=framework,
             line=req.line, listeners=ctx.listeners, register=ctx.register,
         )
-    finally:
-        if where == "push":
-            engines.drop(pool, [PUSHED_MODEL], world)
-    parts = job.result(engines.RESULT)
+        parts = job.result(engines.RESULT)
+    finally:  # nothing of ours stays in the engines' namespaces
+        engines.drop(pool, [data_name, engines.RESULT] + ([PUSHED_MODEL] if where == "push" else []), world)
     try:
         out = _engine_outputs(parts, y, kind, task, req.outputs)
         values = metricsmod.compute(wanted, out)
@@ -406,9 +405,9 @@ def _cross_validate(req: Request, ctx: Context, where: str, kind: str, task: str
             pool, engines.folds_source(spec), n=world, per_rank=per_rank, shared=shared, framework=framework,
             line=req.line, listeners=ctx.listeners, register=ctx.register,
         )
+        folds = sorted((f for rank in job.result(engines.RESULT) for f in rank), key=lambda f: f["fold"])
     finally:
-        engines.drop(pool, temp, world)
-    folds = sorted((f for rank in job.result(engines.RESULT) for f in rank), key=lambda f: f["fold"])
+        engines.drop(pool, temp + [names["folds"], engines.RESULT], world)
     per_fold: list[dict[str, float]] = []
     matrix = None
     try:
