@@ -238,5 +238,21 @@ def test_studies_validations_and_pool_actions(store_dir):
             while not calls and time.monotonic() < deadline:
                 page.wait_for_timeout(100)
             assert any(c.split("?")[0].endswith("/trainorch/api/pools") for c in calls), calls
+
+            # the settings schema is served, and a saved setting is used (after a reload)
+            got = page.request.get(f"{url}lab/api/settings/trainorch-jupyter:plugin")
+            assert got.ok and got.json()["schema"]["properties"]["pollInterval"]["default"] == 2000
+            xsrf = next(c["value"] for c in page.context.cookies() if c["name"] == "_xsrf")
+            put = page.request.put(f"{url}lab/api/settings/trainorch-jupyter:plugin",
+                                   data='{"raw": "{\\"showValidations\\": false}"}',
+                                   headers={"X-XSRFToken": xsrf, "Content-Type": "application/json"})
+            assert put.status == 204, put.text()
+            page.reload()
+            tab = page.locator(".jp-SideBar .lm-TabBar-tab[data-id='trainorch-sidebar']")
+            tab.wait_for(timeout=90_000)
+            if not page.locator("#trainorch-sidebar").is_visible():
+                tab.click()
+            page.wait_for_selector("#trainorch-sidebar .trainorch-section-studies .trainorch-study", timeout=60_000)
+            assert not page.locator("#trainorch-sidebar .trainorch-section-validations").is_visible()
         finally:
             browser.close()
