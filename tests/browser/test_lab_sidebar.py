@@ -198,6 +198,16 @@ def test_studies_validations_and_pool_actions(store_dir):
             time.sleep(1)
             page.screenshot(path=os.path.join(shot_dir, "sidebar-study.png"))
 
+            # a validate job opens with its verdict and bounds; a tune job links to its trials
+            from tests.server.fixtures import VALID_JOB
+
+            page.click(f"#trainorch-sidebar .trainorch-job[data-job-id='{VALID_JOB}']")
+            page.wait_for_selector(".trainorch-jobview .trainorch-validation-result", timeout=30_000)
+            verdict = page.inner_text(".trainorch-jobview .trainorch-validation-result")
+            assert "digits-mlp" in verdict and "passed" in verdict and ">= 0.93" in verdict and "0.95" in verdict
+            page.click(f"#trainorch-sidebar .trainorch-job[data-job-id='{STUDY_JOB}'] .trainorch-dim")
+            page.wait_for_selector(".trainorch-jobview .trainorch-open-study", timeout=30_000)
+
             # a pool started in the notebook; restart one engine, then stop the pool, from the sidebar
             page.click(".lm-DockPanel-tabBar .lm-TabBar-tab:has-text('pool.ipynb')")
             page.click(".jp-Cell .jp-InputArea-editor")
