@@ -93,7 +93,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: 'Open a training job',
       execute: args => {
         const id = String(args.id);
-        open(`job-${id}`, () => new JobView(id, settings), `job ${id.slice(0, 8)}`);
+        open(`job-${id}`, () => new JobView(id, settings, sid => void app.commands.execute('trainorch:open-study', { id: sid })),
+             `job ${id.slice(0, 8)}`);
       }
     });
     app.commands.addCommand('trainorch:open-study', {

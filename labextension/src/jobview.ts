@@ -11,11 +11,13 @@ import {
   ILogPage,
   IMetricsReply,
   isFinal,
+  IValidation,
   jobSummary,
   lastSeq,
   LogBuffer,
   mergeMetrics,
-  metricSeries
+  metricSeries,
+  studySummary
 } from './model';
 import { IPollSettings, WidgetPoll } from './poller';
 import { query, requestAPI } from './request';
@@ -30,8 +32,9 @@ const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b'
 
 /** A job in the main area: header and Stop, ranks, the metrics chart, and each rank's log. */
 export class JobView extends Widget {
-  constructor(jobId: string, settings: IJobViewSettings) {
+  constructor(jobId: string, settings: IJobViewSettings, openStudy?: (id: string) => void) {
     super();
+    this._openStudy = openStudy;
     this.jobId = jobId;
     this.addClass('trainorch-jobview');
     this._settings = settings;
@@ -134,7 +137,29 @@ export class JobView extends Widget {
           class: `trainorch-badge trainorch-state-${j.state}` }, j.state), stop),
       h('div', { class: 'trainorch-dim' },
         [jobSummary(j), formatProgress(j.step, j.total), formatDuration(j.elapsed)].filter(s => s).join(' · ')),
-      j.error ? h('div', { class: 'trainorch-error' }, j.error) : null);
+      j.error ? h('div', { class: 'trainorch-error' }, j.error) : null,
+      j.study && this._openStudy
+        ? h('div', { class: 'trainorch-row' }, `study ${j.study.name}: ${studySummary(j.study)}`,
+            h('button', { class: 'jp-Button trainorch-open-study',
+                          onclick: () => this._openStudy!(j.id) }, 'Open trials'))
+        : null,
+      j.result ? this._validation(j.result) : null);
+  }
+
+  private _validation(v: IValidation): HTMLElement {
+    const verdict = v.passed === null ? 'unchecked' : v.passed ? 'passed' : 'failed';
+    return h('div', { class: 'trainorch-validation-result' },
+      h('div', { class: 'trainorch-row' }, `validation ${v.name || ''} of ${v.model || 'a model'}`,
+        h('span', { class: `trainorch-badge trainorch-state-${verdict}` }, verdict),
+        v.n_samples ? h('span', { class: 'trainorch-dim' }, `${v.n_samples} samples`) : null),
+      h('table', { class: 'trainorch-table' },
+        h('thead', {}, h('tr', {}, ...['metric', 'value', 'bound', ''].map(c => h('th', {}, c)))),
+        h('tbody', {}, ...Object.keys(v.metrics).sort().map(name => {
+          const b = (v.bounds || []).find(x => x.metric === name);
+          return h('tr', {}, h('td', {}, name), h('td', {}, formatNumber(v.metrics[name])),
+            h('td', {}, b ? `${b.op} ${formatNumber(b.bound)}` : ''),
+            h('td', {}, b ? (b.passed ? 'ok' : 'FAILED') : ''));
+        }))));
   }
 
   private async _stop(): Promise<void> {
@@ -182,6 +207,7 @@ export class JobView extends Widget {
   }
 
   private _settings: IJobViewSettings;
+  private _openStudy?: (id: string) => void;
   private _poll: WidgetPoll;
   private _job: IJob | null = null;
   private _metrics: IMetricsReply | null = null;

@@ -144,6 +144,14 @@ export interface IMetricsReply {
   ranks: { rank: number; points: IMetricPoint[] }[];
 }
 
+/** A query string from the defined values only ('' when there are none). */
+export function query(params: { [key: string]: string | number | null | undefined }): string {
+  const parts = Object.keys(params)
+    .filter(k => params[k] !== null && params[k] !== undefined)
+    .map(k => `${encodeURIComponent(k)}=${encodeURIComponent(String(params[k]))}`);
+  return parts.length ? `?${parts.join('&')}` : '';
+}
+
 export const FINAL_STATES = ['done', 'failed', 'cancelled', 'lost'];
 
 export function isFinal(state: string): boolean {

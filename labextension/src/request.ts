@@ -1,6 +1,8 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+export { query } from './model';
+
 /**
  * Call the trainorch REST API: `{baseUrl}trainorch/api/{endpoint}`.
  *
@@ -33,12 +35,4 @@ export async function requestAPI<T>(
     throw new ServerConnection.ResponseError(response, (data && data.message) || String(data));
   }
   return data as T;
-}
-
-/** A query string from defined values only. */
-export function query(params: { [key: string]: string | number | null | undefined }): string {
-  const parts = Object.keys(params)
-    .filter(k => params[k] !== null && params[k] !== undefined)
-    .map(k => `${encodeURIComponent(k)}=${encodeURIComponent(String(params[k]))}`);
-  return parts.length ? `?${parts.join('&')}` : '';
 }

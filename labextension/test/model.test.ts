@@ -19,6 +19,7 @@ import {
   mergeMetrics,
   metricSeries,
   poolSummary,
+  query,
   studySummary,
   trialColumns,
   trialRow,
@@ -139,4 +140,11 @@ test('chart paths scale into the box, larger values higher', () => {
   const flat = chartPaths([{ metric: 'x', rank: 1, points: [[5, 2]] }], 100, 50, 0);
   assert.equal(flat.paths[0].d, 'M50,25');
   assert.deepEqual(chartPaths([], 100, 50).paths, []);
+});
+
+test('query strings carry only defined values, encoded', () => {
+  assert.equal(query({ rank: 1, offset: null, limit: 65536 }), '?rank=1&limit=65536');
+  assert.equal(query({ offset: undefined }), '');
+  assert.equal(query({ name: 'a b&c' }), '?name=a%20b%26c');
+  assert.equal(query({ after: -1 }), '?after=-1');
 });

@@ -36,6 +36,7 @@ def jupyter_lab(root: str, base_url: str = "/") -> Iterator[str]:
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", f"--ServerApp.base_url={base_url}",
         "--allow-root", "--LabApp.news_url=", "--LabApp.extension_manager=readonly", "--LabServerApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         f"--LabApp.workspaces_dir={os.path.join(root, '.workspaces')}",
+        f"--LabApp.user_settings_dir={os.path.join(root, '.user-settings')}",  # never the user's own
     ]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}{base_url}"

@@ -198,6 +198,16 @@ def test_studies_validations_and_pool_actions(store_dir):
             time.sleep(1)
             page.screenshot(path=os.path.join(shot_dir, "sidebar-study.png"))
 
+            # a validate job opens with its verdict and bounds; a tune job links to its trials
+            from tests.server.fixtures import VALID_JOB
+
+            page.click(f"#trainorch-sidebar .trainorch-job[data-job-id='{VALID_JOB}']")
+            page.wait_for_selector(".trainorch-jobview .trainorch-validation-result", timeout=30_000)
+            verdict = page.inner_text(".trainorch-jobview .trainorch-validation-result")
+            assert "digits-mlp" in verdict and "passed" in verdict and ">= 0.93" in verdict and "0.95" in verdict
+            page.click(f"#trainorch-sidebar .trainorch-job[data-job-id='{STUDY_JOB}'] .trainorch-dim")
+            page.wait_for_selector(".trainorch-jobview .trainorch-open-study", timeout=30_000)
+
             # a pool started in the notebook; restart one engine, then stop the pool, from the sidebar
             page.click(".lm-DockPanel-tabBar .lm-TabBar-tab:has-text('pool.ipynb')")
             page.click(".jp-Cell .jp-InputArea-editor")
@@ -238,5 +248,21 @@ def test_studies_validations_and_pool_actions(store_dir):
             while not calls and time.monotonic() < deadline:
                 page.wait_for_timeout(100)
             assert any(c.split("?")[0].endswith("/trainorch/api/pools") for c in calls), calls
+
+            # the settings schema is served, and a saved setting is used (after a reload)
+            got = page.request.get(f"{url}lab/api/settings/trainorch-jupyter:plugin")
+            assert got.ok and got.json()["schema"]["properties"]["pollInterval"]["default"] == 2000
+            xsrf = next(c["value"] for c in page.context.cookies() if c["name"] == "_xsrf")
+            put = page.request.put(f"{url}lab/api/settings/trainorch-jupyter:plugin",
+                                   data='{"raw": "{\\"showValidations\\": false}"}',
+                                   headers={"X-XSRFToken": xsrf, "Content-Type": "application/json"})
+            assert put.status == 204, put.text()
+            page.reload()
+            tab = page.locator(".jp-SideBar .lm-TabBar-tab[data-id='trainorch-sidebar']")
+            tab.wait_for(timeout=90_000)
+            if not page.locator("#trainorch-sidebar").is_visible():
+                tab.click()
+            page.wait_for_selector("#trainorch-sidebar .trainorch-section-studies .trainorch-study", timeout=60_000)
+            assert not page.locator("#trainorch-sidebar .trainorch-section-validations").is_visible()
         finally:
             browser.close()
