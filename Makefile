@@ -33,7 +33,10 @@ test: setup
 bench: setup
 	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[bench]"
 	$(PY) bench/launch.py
+	$(PY) bench/monitoring.py
+	$(PY) bench/frameworks.py
 	$(PY) bench/tune.py
+	$(PY) bench/validate.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
