@@ -49,8 +49,11 @@ def test_jupyter_lists_both_extensions_enabled_and_ok():
 def test_the_wheel_carries_the_built_extension_and_installs_without_node(tmp_path):
     """Build the wheel, install it into a fresh venv with no node on PATH, and ask jupyter there."""
     dist = tmp_path / "dist"
+    # without build isolation the build runs `jupyter labextension build` from this environment's bin,
+    # which is not on PATH when the tests run as `.venv/bin/python -m pytest` (make test, CI)
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), ROOT],
-         cwd=ROOT)
+         cwd=ROOT, env=env)
     [wheel] = glob.glob(str(dist / "trainorch_jupyter-*.whl"))
     import zipfile
 

@@ -86,7 +86,10 @@ def test_pruning_on_the_engines(healthy_pool):
     states = {n: t["state"] for n, t in job.snapshot.trials.items()}
     assert [states[n] for n in range(6)] == ["COMPLETE"] * 6
     assert states[6] == states[7] == "PRUNED"
-    assert job.snapshot.trials[6]["intermediate"] == {0: 10.0}
+    # pruned on the engine before its last step; at step 0 only if the first five trials had all
+    # completed by then (the median pruner waits for 5), which depends on how the engines interleave
+    inter = job.snapshot.trials[6]["intermediate"]
+    assert inter[0] == 10.0 and 2 not in inter and set(inter) <= {0, 1}
 
 
 def test_same_study_resumes_and_adds_n_more(healthy_pool):
