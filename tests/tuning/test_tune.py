@@ -316,3 +316,34 @@ def test_a_trial_left_running_by_a_dead_kernel_is_failed_on_resume(healthy_pool)
     assert trials[0]["state"] == "FAIL" and "kernel exited" in trials[0]["error"]
     assert trials[1]["state"] == "RUNNING" and trials[2]["state"] == "COMPLETE"
     assert job.orphans == [0]
+
+
+@pytest.mark.parametrize("sampler,pruner", [("cmaes", "hyperband"), ("tpe", "successive-halving"),
+                                            ("random", "median")])
+def test_every_sampler_and_pruner_runs_on_the_engines(healthy_pool, sampler, pruner):
+    fn = define("""
+def objective(trial):
+    import optuna
+    x = trial.suggest_float("x", -2, 2)
+    y = trial.suggest_float("y", -2, 2)
+    for step in range(4):
+        trial.report((x - 1) ** 2 + y * y + 1 / (step + 1), step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return (x - 1) ** 2 + y * y
+""")["objective"]
+    job = api.tune(fn, n_trials=8, sampler=sampler, pruner=pruner, seed=0, show=False)
+    states = [t["state"] for t in job.snapshot.trials.values()]
+    assert job.state == "done" and len(states) == 8 and set(states) <= {"COMPLETE", "PRUNED"}
+
+
+def test_timeout_starts_no_trial_after_the_deadline(healthy_pool):
+    fn = define("import time\ndef objective(trial):\n    time.sleep(0.5)\n    return trial.suggest_float('x', 0, 1)"
+                )["objective"]
+    t0 = time.monotonic()
+    job = api.tune(fn, n_trials=100, timeout=1.5, pruner="none", show=False)
+    assert time.monotonic() - t0 < 30
+    trials = list(job.snapshot.trials.values())
+    assert job.state == "done" and 2 <= len(trials) < 20
+    assert {t["state"] for t in trials} == {"COMPLETE"}  # the running ones finished; none waited
+    assert all(t["started"] - job.snapshot.started <= 1.5 + 1.0 for t in trials)
