@@ -31,8 +31,8 @@ import ipyparallel as ipp
 
 from .. import model
 from ..model import Event, Snapshot
-from ..pool.engine_pool import EnginePool, EngineSlot
 from ..jobs.launch import launch
+from ..pool.engine_pool import EnginePool, EngineSlot
 from ..pool.remote import call
 from ..store import paths
 
