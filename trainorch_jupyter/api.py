@@ -440,7 +440,11 @@ def tune(
     if running:
         raise LaunchError(f"job {running[0].id} is still running on the pool; wait for it or stop it first")
     pool = ensure_pool(log=log)
-    job = tune_run.launch(pool, req, listeners=[_writer(log)])
+    def job_state(job_id: str) -> str | None:
+        found = store(log).job(job_id)
+        return found["state"] if found else None
+
+    job = tune_run.launch(pool, req, listeners=[_writer(log)], job_state=job_state)
     with _LOCK:
         _JOBS[:] = _JOBS[-49:] + [job]
     in_kernel = _in_kernel()

@@ -38,6 +38,11 @@ def check_sampler(name: str, directions: list[str], grid: dict[str, list] | None
         raise TuneProblem(f"--sampler {name}: unknown sampler; use one of {', '.join(SAMPLERS)}")
     if key == "grid" and not grid:
         raise TuneProblem("--sampler grid needs the grid: --grid NAME, a dict {param: [values]} in the notebook")
+    if key == "cmaes":
+        import importlib.util
+
+        if importlib.util.find_spec("cmaes") is None:
+            raise TuneProblem(f"--sampler cmaes needs the cmaes package: {INSTALL_HINT} (or pip install cmaes)")
     if key == "cmaes" and len(directions) > 1:
         raise TuneProblem("--sampler cmaes optimises one objective; use nsga2 or tpe with several --directions")
     return key

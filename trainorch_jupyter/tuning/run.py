@@ -137,7 +137,8 @@ def open_study(req: Request) -> tuple[Any, Any, str]:
     return study, storage, spec
 
 
-def launch(pool: EnginePool, req: Request, listeners: list[Callable] | None = None) -> TuneJob:
+def launch(pool: EnginePool, req: Request, listeners: list[Callable] | None = None,
+           job_state: Callable[[str], str | None] | None = None) -> TuneJob:
     """Create or resume the study and start the run on ``pool``."""
     size = len(pool.slots)
     if req.engines_per_trial > size:
@@ -164,6 +165,7 @@ def launch(pool: EnginePool, req: Request, listeners: list[Callable] | None = No
         directions=req.directions, sampler=req.sampler, pruner=req.pruner,
         grid=req.grid,
         pruner_obj=options.build_pruner(req.pruner), seed=req.seed, timeout=req.timeout,
-        catch=req.catch, grace=req.grace, engines_per_trial=req.engines_per_trial, source=req.source or f"%tune {req.label}", listeners=listeners,
+        catch=req.catch, grace=req.grace, engines_per_trial=req.engines_per_trial, job_state=job_state,
+        source=req.source or f"%tune {req.label}", listeners=listeners,
     )
     return job.start()

@@ -31,8 +31,8 @@ import ipyparallel as ipp
 
 from .. import model
 from ..model import Event, Snapshot
-from ..pool.engine_pool import EnginePool, EngineSlot
 from ..jobs.launch import launch
+from ..pool.engine_pool import EnginePool, EngineSlot
 from ..pool.remote import call
 from ..store import paths
 
@@ -50,6 +50,7 @@ MAX_BATCH = 16
 GROUP_CELL = ("from trainorch_jupyter.runtime.tune import run_group_trial as _trainorch_group_trial\n"
               "_trainorch_group_trial()\n")
 GROUP_TASK = "__trainorch_trial_task__"
+OWNER_ATTR = "trainorch_job"  # system attr of a trial: the id of the study run that asked for it
 GROUP_RESULT = "__trainorch_trial_result__"
 _DRIVERS = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="trainorch-tune")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -149,6 +150,7 @@ class TuneJob:
         engines_per_trial: int = 1,
         source: str = "",
         listeners: list[Callable[[Event], None]] | None = None,
+        job_state: Callable[[str], str | None] | None = None,
     ) -> None:
         self.pool = pool
         self.study = study
@@ -173,6 +175,7 @@ class TuneJob:
         self.groups = [list(range(i * k, (i + 1) * k)) for i in range(len(pool.slots) // k)]
         self.engines_per_trial = k
         self._base_listeners = list(listeners or [])
+        self._job_state = job_state  # a job id's state in the run store (None: unknown)
         self._pruner_blob = cloudpickle.dumps(pruner_obj)
         self._pruner_key = uuid.uuid4().hex[:8]
         self.snapshot = Snapshot()
@@ -194,6 +197,7 @@ class TuneJob:
         self.healed: list[int] = []
         self.engine_seconds: list[float] = []  # time each trial took on its engine, setup included
         self.messages = 0  # trial messages sent to engines (a batch is one)
+        self.orphans: list[int] = []  # trials of an earlier, dead run that this run marked FAIL
         self._started_at = 0.0
         self.emit(model.JOB, None, {
             "kind": model.TUNE, "parent_id": None, "framework": "", "backend": "",
@@ -236,6 +240,7 @@ class TuneJob:
 
     # -- the run -------------------------------------------------------------------------------
     def start(self) -> "TuneJob":
+        self._fail_orphans()
         for ft in self.study.get_trials(deepcopy=False):  # a resumed study shows its past trials
             self._trial(ft.number, **self._frozen(ft))
         self._started_at = time.monotonic()
@@ -243,8 +248,32 @@ class TuneJob:
         _DRIVERS.submit(self._drive)
         return self
 
+    def _fail_orphans(self) -> None:
+        """Trials left RUNNING by a run that is over (its kernel was killed): FAIL them now.
+
+        A trial records the job that ran it; one whose job is still running (another
+        kernel working on the same study) is left alone, and so is one whose job the
+        run store does not know (another machine's store).
+        """
+        import optuna
+
+        if self._job_state is None:
+            return
+        running = self.study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING])
+        for ft in running:
+            owner = ft.system_attrs.get(OWNER_ATTR)
+            if not owner or self._job_state(owner) not in model.FINAL_STATES:
+                continue
+            try:
+                self.study.tell(ft.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+                self.orphans.append(ft.number)
+            except Exception:
+                pass
+
     def _frozen(self, ft: Any) -> dict[str, Any]:
         out: dict[str, Any] = {"state": ft.state.name, "params": dict(ft.params),
+                               **({"error": "its run ended without finishing it (the kernel exited)"}
+                                  if ft.number in self.orphans else {}),
                                "intermediate": dict(ft.intermediate_values),
                                "started": _epoch(ft.datetime_start), "ended": _epoch(ft.datetime_complete)}
         if ft.values is not None:
@@ -314,8 +343,8 @@ class TuneJob:
 
     def _batch_size(self) -> int:
         """How many trials to send to an engine in one message (1 unless trials are short)."""
-        if self.depth == 1 or len(self.engine_seconds) < 2 * len(self.groups):
-            return 1
+        if self.depth == 1 or len(self.engine_seconds) < 2 * len(self.groups) or self._sampler_spec[0] == "grid":
+            return 1  # a grid learns it is exhausted only as trials end: ask for few at a time
         recent = sorted(self.engine_seconds[-20:])
         per_trial = max(recent[len(recent) // 2], 1e-4)
         left = self.n_trials - self._finished - len(self._in_flight())
@@ -325,6 +354,7 @@ class TuneJob:
     def _task(self) -> dict[str, Any]:
         trial = self.study.ask()
         number, trial_id = trial.number, trial._trial_id
+        self.storage.set_trial_system_attr(trial_id, OWNER_ATTR, self.id)  # who must finish it
         sampler, grid = self._sampler_spec
         return {
             "job_id": self.id, "study": self.name, "storage": self.storage_spec, "connect": CONNECT,

@@ -133,11 +133,17 @@ def trials_html(snap: Snapshot) -> str:
         state = html.escape(r["state"]) + (f": {html.escape(r['error'][:120])}" if r["error"] else "")
         cells = [str(r["number"]), f"<span style='color:{r['colour']}'>{state}</span>", html.escape(r["value"]),
                  html.escape(r["params"]), html.escape(inter),
-                 _fmt_secs(r["duration"]) if r["duration"] is not None else "-",
+                 _duration(r["duration"]),
                  "-" if r["engine"] is None else str(r["engine"]), html.escape(r["device"])]
         body.append("<tr>" + "".join(f"<td style='padding:0 8px'>{c}</td>" for c in cells) + "</tr>")
     return (f"<div style='max-height:260px;overflow:auto'><table class='trainorch-trials' "
             f"style='font-size:12px;border-collapse:collapse'><tr>{head}</tr>{''.join(body)}</table></div>")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.1f}s" if seconds < 60 else _fmt_secs(seconds)
 
 
 def history_svg(snap: Snapshot, width: int = 560, height: int = 170) -> str:
