@@ -187,6 +187,9 @@ def distribute(
         mod = backends.get(framework)
         if not mod.is_available():
             raise LaunchError(f"{framework} is not installed: {mod.install_hint()}")
+        trouble = mod.problem() if hasattr(mod, "problem") else None  # e.g. tf_keras missing
+        if trouble:
+            raise LaunchError(trouble)
     if n is not None and n < 1:
         raise LaunchError(f"-n must be a positive number of engines, got {n}")
     if timeout is not None and not (0 < timeout < 1e7):
