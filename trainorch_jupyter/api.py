@@ -193,6 +193,9 @@ def distribute(
         mod = backends.get(framework)
         if not mod.is_available():
             raise LaunchError(f"{framework} is not installed: {mod.install_hint()}")
+        trouble = mod.problem() if hasattr(mod, "problem") else None  # e.g. tf_keras missing
+        if trouble:
+            raise LaunchError(trouble)
         kernel_side = getattr(mod, "KERNEL_SIDE", False)
         if kernel_side:
             _check_kernel_side(framework, push=push, pull=pull, gather=gather, backend=backend,
