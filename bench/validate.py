@@ -75,7 +75,7 @@ print("RESULT " + json.dumps({{"times": times[1:], "metrics": m}}))
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--samples", type=int, default=20001, help="evaluation samples (default 20001: odd)")
+    ap.add_argument("--samples", type=int, default=40001, help="evaluation samples (default 40001: odd)")
     ap.add_argument("--hidden", type=int, default=2048, help="hidden width of the MLP (default 2048)")
     ap.add_argument("--repeats", type=int, default=3, help="timed evaluations per setup (default 3)")
     ap.add_argument("--json", metavar="PATH", help="also write every figure as JSON to PATH")
