@@ -73,9 +73,56 @@ print("RESULT " + json.dumps({{"times": times[1:], "metrics": m}}))
 """
 
 
+# the machine's own headroom: the same forward passes in plain processes with 1 thread each, one process
+# on all samples against two processes on half each, started together (at the wall-clock time argv[3])
+RAW = """\
+import sys, time
+import torch
+from torch import nn
+torch.set_num_threads(1)
+n, hidden, start_at = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+torch.manual_seed(0)
+net = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                    nn.Linear(hidden, 10)).eval()
+X = torch.randn(n, 64)
+while time.time() < start_at:
+    time.sleep(0.001)
+with torch.no_grad():
+    for i in range(0, n, 256):
+        net(X[i:i + 256])
+print("END", time.time() - start_at, flush=True)
+"""
+
+
+def raw_parallel(work: str, samples: int, hidden: int, procs: int) -> float:
+    """Seconds for ``procs`` plain 1-thread processes to do ``samples`` rows between them."""
+    import subprocess
+
+    script = os.path.join(work, "raw.py")
+    with open(script, "w") as f:
+        f.write(RAW)
+    start_at = time.time() + 8.0  # after every process has imported torch
+    share = -(-samples // procs)
+    children = [subprocess.Popen([sys.executable, script, str(share), str(hidden), str(start_at)],
+                                 stdout=subprocess.PIPE, text=True, env=child_env(1), cwd=work)
+                for _ in range(procs)]
+    ends = []
+    try:
+        for c in children:
+            out, _ = c.communicate(timeout=900)
+            if c.returncode != 0:
+                raise RuntimeError(f"raw process exited {c.returncode}")
+            ends.append(float(next(x for x in out.splitlines() if x.startswith("END ")).split()[1]))
+    finally:
+        for c in children:  # ours, by pid
+            if c.poll() is None:
+                c.kill()
+    return max(ends)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--samples", type=int, default=20001, help="evaluation samples (default 20001: odd)")
+    ap.add_argument("--samples", type=int, default=40001, help="evaluation samples (default 40001: odd)")
     ap.add_argument("--hidden", type=int, default=2048, help="hidden width of the MLP (default 2048)")
     ap.add_argument("--repeats", type=int, default=3, help="timed evaluations per setup (default 3)")
     ap.add_argument("--json", metavar="PATH", help="also write every figure as JSON to PATH")
@@ -107,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         pool = api.start_pool(2)
         threads = pool.slots[0].threads
         api.distribute(BUILD.format(hidden=args.hidden), framework="none", show=False)
-        say(f"[1/2] api.validate on 2 engines vs 1 engine ({threads} thread{'s' if threads != 1 else ''} "
+        say(f"[1/3] api.validate on 2 engines vs 1 engine ({threads} thread{'s' if threads != 1 else ''} "
             f"each), {args.repeats} runs each, alternating")
         for label, n in (("two", 2), ("one", 1)):  # warm-up: imports, first allocation
             results[label] = api.validate("bignet", X, y, n=n, show=False, name=f"bench-{label}")
@@ -127,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         errors["engines"] = "failed: " + traceback.format_exc()
     finally:
         api.stop_pool()
-    say(f"[2/2] one plain process with torch.set_num_threads({cores}), {args.repeats} runs")
+    say(f"[2/3] one plain process with torch.set_num_threads({cores}), {args.repeats} runs")
     try:
         xp, yp = os.path.join(work, "X.npy"), os.path.join(work, "y.npy")
         np.save(xp, X)
@@ -143,6 +190,14 @@ def main(argv: list[str] | None = None) -> int:
             errors["process"] = "failed: the plain process computed different metrics"
     except Exception:
         errors["process"] = "failed: " + traceback.format_exc()
+    say(f"[3/3] the machine's headroom: 1 plain 1-thread process on all samples vs 2 on half each, "
+        f"{args.repeats} runs each, alternating")
+    try:
+        for i in range(args.repeats):
+            for procs in ((1, 2) if i % 2 == 0 else (2, 1)):
+                times.setdefault(f"raw_{procs}", []).append(raw_parallel(work, args.samples, args.hidden, procs))
+    except Exception:
+        errors["raw"] = "failed: " + traceback.format_exc()
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if own_home:
@@ -169,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"measurement": "%validate, 2 engines (sharded)", "median_text": f"{two:.2f} s",
                          "comparison": f"1 process, {cores} threads {proc_t:.2f} s",
                          "ratio_text": f"{proc_t / two:.2f}", "goal": "-", "met": None, "ratio": proc_t / two})
+    if times.get("raw_1") and times.get("raw_2"):
+        r1, r2 = median(times["raw_1"]), median(times["raw_2"])
+        rows.append({"measurement": "plain processes, 2 x half (no trainorch)", "median_text": f"{r2:.2f} s",
+                     "comparison": f"1 x all {r1:.2f} s", "ratio_text": f"{r1 / r2:.2f}",
+                     "goal": "- (the machine's headroom)", "met": None, "ratio": r1 / r2})
     total = time.perf_counter() - started
     say("")
     if rows:
