@@ -23,6 +23,9 @@ from .pool.engine_pool import EnginePool, PoolError
 from .pool.leases import GpuLeaseError
 from .store.db import RunStore, StoreWriter
 from .store.location import database_path
+from .tuning.options import TuneProblem  # light: Optuna is imported only when a study runs
+from .validation.errors import PROBLEMS as VALIDATION_PROBLEMS
+from .validation.errors import ValidationFailed  # noqa: F401
 from .views.panel import PanelView, widgets_available
 from .views.text import LiveText, status_text
 
@@ -61,7 +64,8 @@ def _writer(log: Callable[[str], None] = print) -> StoreWriter:
         return _WRITER
 
 # Errors that mean "the request was wrong": magics turn them into one-line UsageErrors.
-UsageProblem = (LaunchError, CellError, PoolError, GpuLeaseError, UnknownFramework)
+UsageProblem = (LaunchError, CellError, PoolError, GpuLeaseError, UnknownFramework, TuneProblem,
+                *VALIDATION_PROBLEMS)
 
 
 def current_pool() -> EnginePool | None:
@@ -213,12 +217,7 @@ def distribute(
         flag = "--backend" if backend is not None else "--timeout"
         raise LaunchError(f"{flag} only applies to a framework's process group; add --framework torch")
     values = check_pushable(namespace, list(push))
-    running = [j for j in jobs() if not j.done]
-    if running:
-        raise LaunchError(
-            f"job {running[0].id} is still running on the pool; wait for it (job.wait()) "
-            "or stop it (job.cancel()) first"
-        )
+    _refuse_if_busy()
     pool = ensure_pool(n, log=log)
     if kernel_side:  # the cell runs here; its joblib tasks go to the engines
         job = launch_kernel(pool, source, framework=framework, n=n, grace=grace, listeners=[_writer(log)])
@@ -228,8 +227,7 @@ def distribute(
             push_values=values, pull=list(pull), gather=list(gather), grace=grace,
             listeners=[_writer(log)], log=log,
         )
-    with _LOCK:
-        _JOBS[:] = _JOBS[-49:] + [job]  # running jobs and recent history
+    _register(job)
     in_kernel = _in_kernel()
     panel = None
     if show and in_kernel and widgets_available():
@@ -334,6 +332,22 @@ def jobs() -> list[Job]:
         return list(_JOBS)
 
 
+def _register(job: Any) -> None:
+    """Keep a job (of any kind) among this kernel's jobs: the running ones and recent history."""
+    with _LOCK:
+        _JOBS[:] = _JOBS[-49:] + [job]
+
+
+def _refuse_if_busy() -> None:
+    """One job at a time on the pool: say which one runs, and how to end it."""
+    running = [j for j in jobs() if not j.done]
+    if running:
+        raise LaunchError(
+            f"job {running[0].id} is still running on the pool; wait for it (job.wait()) "
+            "or stop it (job.cancel()) first"
+        )
+
+
 def job_text(job: Job) -> str:
     return status_text(job.snapshot)
 
@@ -429,7 +443,7 @@ def tune(
     on a failed trial (without ``catch``), KeyboardInterrupt when interrupted.
     """
     from .tuning import run as tune_run
-    from .views.tune import TunePanelView, study_text
+    from .views.tune import TunePanelView, outcome_text, study_text
 
     namespace = {} if namespace is None else namespace
     values = check_pushable(namespace, list(push))
@@ -439,17 +453,15 @@ def tune(
         storage=storage, timeout=timeout, engines_per_trial=engines_per_trial, push_values=values,
         catch=catch, seed=seed, grid=grid, grace=grace, source=source,
     )
-    running = [j for j in jobs() if not j.done]
-    if running:
-        raise LaunchError(f"job {running[0].id} is still running on the pool; wait for it or stop it first")
+    _refuse_if_busy()
     pool = ensure_pool(log=log)
+
     def job_state(job_id: str) -> str | None:
         found = store(log).job(job_id)
         return found["state"] if found else None
 
     job = tune_run.launch(pool, req, listeners=[_writer(log)], job_state=job_state)
-    with _LOCK:
-        _JOBS[:] = _JOBS[-49:] + [job]
+    _register(job)
     in_kernel = _in_kernel()
     panel = TunePanelView(job) if show and in_kernel and widgets_available() else None
     job.panel = panel
@@ -477,18 +489,8 @@ def tune(
             display({"text/plain": study_text(job.snapshot)}, raw=True)
         elif show:
             log(study_text(job.snapshot))
-    if job.failures and show:
-        number, tb = job.failures[0]
-        more = len(job.failures) - 1
-        log(f"trial {number} failed:\n{tb}" + (f"\n({more} more failed trials; see the table)" if more else ""))
     if show:
-        try:
-            if len(job.directions) == 1:
-                log(f"best_params: {job.study.best_params}\nbest_value: {job.study.best_value:.6g}")
-            else:
-                log(f"best trials (Pareto front): {[t.number for t in job.study.best_trials]}")
-        except ValueError:
-            log("no trial completed: there is no best value yet")
+        log(outcome_text(job))
     return job
 
 
@@ -508,16 +510,7 @@ def show_study(name: str, storage: str | None = None) -> Any:
     return snap
 
 
-from .tuning.options import TuneProblem  # noqa: E402  (light: Optuna is imported only when a study runs)
-
-UsageProblem = UsageProblem + (TuneProblem,)
-
-
 # ---------------------------------------------------------------------------- %validate
-from .validation.errors import PROBLEMS as _VALIDATION_PROBLEMS  # noqa: E402
-from .validation.errors import ValidationFailed  # noqa: E402,F401
-
-UsageProblem = UsageProblem + _VALIDATION_PROBLEMS
 
 
 def validate(
@@ -555,7 +548,7 @@ def validate(
     (unless ``raise_on_fail=False``) and one of :data:`UsageProblem` for a bad request.
     """
     from .validation import runner
-    from .validation.checks import parse_bounds
+    from .validation.checks import bound_pairs
     from .validation.errors import CheckError
     from .validation.metrics import REGISTRY
     from .views.validation import bundle, validation_text
@@ -569,29 +562,13 @@ def validate(
     if isinstance(fit, str) and not callable(fit_fn):
         raise CheckError(f"--fit {fit}: no function of that name in the notebook")
 
-    def pairs(v: Any, op: str) -> list[tuple[str, float]]:
-        """{metric: bound}, [(metric, bound)] or ["metric=bound", ...] (as --min/--max give them)."""
-        items = list(v.items()) if isinstance(v, dict) else list(v or [])
-        if items and all(isinstance(i, str) for i in items):
-            return parse_bounds(items, op)
-        return [(str(k).strip(), float(b)) for k, b in items]
-
     if metrics is not None:  # a name that is no known metric but a function in the notebook: that function
         metrics = [namespace[m] if isinstance(m, str) and m.strip().lower() not in REGISTRY
                    and m != "confusion_matrix" and callable(namespace.get(m)) else m for m in metrics]
 
     def engine_pool(start: bool) -> EnginePool | None:
-        running = [j for j in jobs() if not j.done]
-        if running:
-            raise LaunchError(
-                f"job {running[0].id} is still running on the pool; wait for it (job.wait()) "
-                "or stop it (job.cancel()) first"
-            )
+        _refuse_if_busy()
         return ensure_pool(n, log=log) if start else current_pool()
-
-    def register(job: Job) -> None:
-        with _LOCK:
-            _JOBS[:] = _JOBS[-49:] + [job]
 
     def lookup(key: str) -> dict[str, Any] | None:
         _flush_store()
@@ -599,14 +576,14 @@ def validate(
 
     req = runner.Request(
         model=obj, model_name=model_name or "", X=X, y=y, metrics=metrics,
-        mins=pairs(min, ">="), maxs=pairs(max, "<="),
+        mins=bound_pairs(min, ">="), maxs=bound_pairs(max, "<="),
         baseline=baseline, tolerance=float(tolerance), cv=cv, fit=fit if isinstance(fit, str) else None,
         fit_fn=fit_fn, task=task, outputs=outputs, name=name, n=n,
         line=source or f"api.validate({model_name or type(model).__name__})",
     )
     ctx = runner.Context(
         ensure_pool=lambda: engine_pool(True), current_pool=lambda: engine_pool(False),
-        baseline_lookup=lookup, listeners=[_writer(log)], register=register, jobs=jobs,
+        baseline_lookup=lookup, listeners=[_writer(log)], register=_register, jobs=jobs,
     )
     result = runner.validate(req, ctx)
     if show:

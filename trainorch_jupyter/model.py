@@ -10,9 +10,10 @@ This module imports nothing from the package.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 # job kinds
 DISTRIBUTE = "distribute"
@@ -194,3 +195,42 @@ def reduce(events: Iterable[Event]) -> Snapshot:
     for ev in sorted(events, key=lambda e: e.seq):
         snap.apply(ev)
     return snap
+
+
+class EventStream:
+    """The event side of anything that runs as a job (a distribute job, a study run, a
+    validation): numbers its Events, folds each into ``snapshot`` and hands it to the
+    listeners (the store writer, a panel) in order."""
+
+    def _init_stream(self, job_id: str, listeners: Iterable[Callable[[Event], None]] | None = None) -> None:
+        self.id = job_id
+        self.snapshot = Snapshot()
+        self.events: list[Event] = []
+        self._seq = 0
+        self._lock = threading.RLock()
+        self._listeners: list[Callable[[Event], None]] = list(listeners or [])
+
+    def emit(self, kind: str, rank: int | None, data: dict[str, Any], keep: bool = True) -> Event:
+        """Append one event; ``keep=False`` for high-volume ones (output) that late subscribers skip."""
+        with self._lock:
+            ev = Event(self.id, self._seq, kind, rank, data)
+            self._seq += 1
+            self.snapshot.apply(ev)
+            if keep:
+                self.events.append(ev)
+            listeners = list(self._listeners)
+        for fn in listeners:
+            fn(ev)
+        return ev
+
+    def subscribe(self, fn: Callable[[Event], None], replay: bool = False) -> Any:
+        """Call ``fn`` with every event from now on (with ``replay``, first with the kept ones)."""
+        with self._lock:
+            past = list(self.events) if replay else []
+            self._listeners.append(fn)
+        for ev in past:
+            fn(ev)
+
+    @property
+    def state(self) -> str:
+        return self.snapshot.state

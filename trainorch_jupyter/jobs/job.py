@@ -23,7 +23,7 @@ from typing import Any, Callable
 import ipyparallel as ipp
 
 from .. import model
-from ..model import Event, Snapshot
+from ..model import Event
 from ..pool.engine_pool import EnginePool
 from ..store import paths
 from ..store.logs import RankLogs
@@ -61,7 +61,7 @@ class DistributedError(RuntimeError):
         return [f"DistributedError: {self.summary}", self.details]
 
 
-class Job:
+class Job(model.EventStream):
     """A running or finished distributed job (also the handle ``--bg`` returns)."""
 
     def __init__(
@@ -86,11 +86,7 @@ class Job:
         self.grace = grace
         self.group_key = group_key
         self.group_addr: tuple | None = None  # (addr, port), or every rank's "host:port"
-        self.snapshot = Snapshot()
-        self.events: list[Event] = []
-        self._seq = 0
-        self._lock = threading.RLock()
-        self._listeners: list[Callable[[Event], None]] = list(listeners or [])
+        self._init_stream(job_id, listeners)
         self.logs = RankLogs(job_id, [p.rank for p in plans])
         self.stop_path = os.path.join(paths.job_dir(job_id), "stop")
         self._tails = {p.rank: collections.deque(maxlen=TAIL_LINES) for p in plans}
@@ -136,18 +132,6 @@ class Job:
         )
 
     # -- events ------------------------------------------------------------------------------
-    def emit(self, kind: str, rank: int | None, data: dict[str, Any], keep: bool = True) -> Event:
-        with self._lock:
-            ev = Event(self.id, self._seq, kind, rank, data)
-            self._seq += 1
-            self.snapshot.apply(ev)
-            if keep:
-                self.events.append(ev)
-            listeners = list(self._listeners)
-        for fn in listeners:
-            fn(ev)
-        return ev
-
     def subscribe(self, fn: Callable[[Event], None], replay: bool = False) -> dict[int, list[str]]:
         """Call ``fn`` with every event from now on; with ``replay``, first with the kept
         events so far.  Returns each rank's output tail as of subscribing, so a late
@@ -162,10 +146,6 @@ class Job:
         for (rank, _stream), text in partial.items():
             tails[rank].append(text)  # a line still being written
         return tails
-
-    @property
-    def state(self) -> str:
-        return self.snapshot.state
 
     @property
     def world_size(self) -> int:
@@ -431,29 +411,7 @@ class Job:
     def wait(self, timeout: float | None = None, on_tick: Callable[["Job"], None] | None = None,
              tick: float = 0.25) -> "Job":
         """Block until the job ends (interrupting it cancels the job); raise its error."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while not self._done.wait(tick):
-                if on_tick is not None:
-                    on_tick(self)
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"job {self.id} still running after {timeout:g} s")
-        except KeyboardInterrupt:
-            self.cancel("interrupted", wait=False)
-            deadline = time.monotonic() + self.grace + 30
-            while not self._done.is_set() and time.monotonic() < deadline:
-                try:
-                    self._done.wait(0.1)
-                except KeyboardInterrupt:
-                    continue  # already stopping: a second interrupt changes nothing
-            if on_tick is not None:
-                on_tick(self)
-            raise KeyboardInterrupt() from None
-        if on_tick is not None:
-            on_tick(self)
-        if self.error is not None:
-            raise self.error
-        return self
+        return block_until_done(self, timeout, on_tick, tick, stop_wait=self.grace + 30)
 
     def cancel(self, reason: str = "cancelled", wait: bool = True) -> None:
         """Stop every rank: interrupt, then kill and replace what is still busy after the grace period."""
@@ -502,6 +460,36 @@ class Job:
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.snapshot.framework or 'python'} x{self.world_size}: {self.state}>"
+
+
+def block_until_done(job: Any, timeout: float | None, on_tick: Callable[[Any], None] | None, tick: float,
+                     stop_wait: float) -> Any:
+    """Wait for ``job`` (anything with ``_done``, ``cancel``, ``error``, ``id``) to end, calling
+    ``on_tick`` meanwhile.  An interrupt cancels it and waits up to ``stop_wait`` seconds for the
+    cancel to finish (a second interrupt changes nothing), then re-raises KeyboardInterrupt."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while not job._done.wait(tick):
+            if on_tick is not None:
+                on_tick(job)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job.id} still running after {timeout:g} s")
+    except KeyboardInterrupt:
+        job.cancel("interrupted", wait=False)
+        end = time.monotonic() + stop_wait
+        while not job._done.is_set() and time.monotonic() < end:
+            try:
+                job._done.wait(0.1)
+            except KeyboardInterrupt:
+                continue  # already stopping: a second interrupt changes nothing
+        if on_tick is not None:
+            on_tick(job)
+        raise KeyboardInterrupt() from None
+    if on_tick is not None:
+        on_tick(job)
+    if job.error is not None:
+        raise job.error
+    return job
 
 
 def _is_interrupt(e: BaseException) -> bool:

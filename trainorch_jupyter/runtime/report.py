@@ -14,7 +14,6 @@ import threading
 import time
 from typing import Any
 
-from ._state import STATE
 
 KEY = "__trainorch_reports__"
 MAX_BATCH = 512

@@ -30,7 +30,8 @@ import cloudpickle
 import ipyparallel as ipp
 
 from .. import model
-from ..model import Event, Snapshot
+from ..model import Event
+from ..jobs.job import block_until_done
 from ..jobs.launch import launch
 from ..pool.engine_pool import EnginePool, EngineSlot
 from ..pool.remote import call
@@ -126,7 +127,7 @@ def one_line(e: BaseException) -> str:
     return f"{name}: {first}" if first else name
 
 
-class TuneJob:
+class TuneJob(model.EventStream):
     """A running or finished study run on the pool (its handle, like a Job)."""
 
     def __init__(
@@ -178,11 +179,7 @@ class TuneJob:
         self._job_state = job_state  # a job id's state in the run store (None: unknown)
         self._pruner_blob = cloudpickle.dumps(pruner_obj)
         self._pruner_key = uuid.uuid4().hex[:8]
-        self.snapshot = Snapshot()
-        self.events: list[Event] = []
-        self._seq = 0
-        self._lock = threading.RLock()
-        self._listeners = list(listeners or [])
+        self._init_stream(self.id, listeners)
         self.stop_path = os.path.join(paths.job_dir(self.id), "stop")
         self._shipped: set[int] = set()
         self._queues: dict[int, list[_Running]] = {}  # by slot: running first, then waiting
@@ -208,31 +205,9 @@ class TuneJob:
                       "sampler": sampler, "pruner": pruner, "n_trials": n_trials},
         })
 
-    # -- events (the same shape as a Job's) ---------------------------------------------------
-    def emit(self, kind: str, rank: int | None, data: dict[str, Any]) -> Event:
-        with self._lock:
-            ev = Event(self.id, self._seq, kind, rank, data)
-            self._seq += 1
-            self.snapshot.apply(ev)
-            self.events.append(ev)
-            listeners = list(self._listeners)
-        for fn in listeners:
-            fn(ev)
-        return ev
-
-    def subscribe(self, fn: Callable[[Event], None], replay: bool = False) -> None:
-        with self._lock:
-            past = list(self.events) if replay else []
-            self._listeners.append(fn)
-        for ev in past:
-            fn(ev)
-
+    # -- events (model.EventStream: the same shape as a Job's) ---------------------------------
     def _trial(self, number: int, **data: Any) -> None:
         self.emit(model.TRIAL_UPDATE, None, {"number": number, "study": self.name, **data})
-
-    @property
-    def state(self) -> str:
-        return self.snapshot.state
 
     @property
     def done(self) -> bool:
@@ -602,29 +577,7 @@ class TuneJob:
     def wait(self, timeout: float | None = None, on_tick: Callable[["TuneJob"], None] | None = None,
              tick: float = 0.25) -> "TuneJob":
         """Block until the run ends (an interrupt cancels it); raise its error."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while not self._done.wait(tick):
-                if on_tick is not None:
-                    on_tick(self)
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"study run {self.id} still running after {timeout:g} s")
-        except KeyboardInterrupt:
-            self.cancel("interrupted", wait=False)
-            end = time.monotonic() + self.grace + 60
-            while not self._done.is_set() and time.monotonic() < end:
-                try:
-                    self._done.wait(0.1)
-                except KeyboardInterrupt:
-                    continue  # already stopping
-            if on_tick is not None:
-                on_tick(self)
-            raise KeyboardInterrupt() from None
-        if on_tick is not None:
-            on_tick(self)
-        if self.error is not None:
-            raise self.error
-        return self
+        return block_until_done(self, timeout, on_tick, tick, stop_wait=self.grace + 60)
 
     @property
     def failures(self) -> list[tuple[int, str]]:

@@ -15,6 +15,14 @@ from .errors import CheckError, ValidationFailed, describe_failure  # noqa: F401
 from .metrics import higher_is_better
 
 
+def bound_pairs(v: Any, op: str) -> list[tuple[str, float]]:
+    """Bounds as the api takes them: {metric: bound}, [(metric, bound)] or ["metric=bound", ...]."""
+    items = list(v.items()) if isinstance(v, dict) else list(v or [])
+    if items and all(isinstance(i, str) for i in items):
+        return parse_bounds(items, op)
+    return [(str(k).strip(), float(b)) for k, b in items]
+
+
 def parse_bounds(items: Iterable[str] | None, op: str) -> list[tuple[str, float]]:
     """``["accuracy=0.9", "f1=0.85"]`` -> ``[("accuracy", 0.9), ("f1", 0.85)]``."""
     flag = "--min" if op == ">=" else "--max"

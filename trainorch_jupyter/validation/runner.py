@@ -21,7 +21,6 @@ run store through the writer like every other event.
 from __future__ import annotations
 
 import ast
-import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -30,7 +29,7 @@ import numpy as np
 
 from .. import model as vocab
 from ..jobs.job import Job
-from ..model import Event, Snapshot
+from ..model import Event
 from . import checks, engines, metrics as metricsmod, models
 from .checks import CheckError, ValidationFailed
 from .metrics import CLASSIFICATION, MetricError, Outputs
@@ -75,27 +74,15 @@ class Context:
     jobs: Callable[[], list[Job]] = lambda: []
 
 
-class Record:
+class Record(vocab.EventStream):
     """The events of a validation that ran in the kernel alone (no engines)."""
 
     def __init__(self, framework: str, line: str, listeners: list[Callable[[Event], None]]) -> None:
-        self.id = uuid.uuid4().hex[:12]
-        self.snapshot = Snapshot()
-        self._seq = 0
-        self._lock = threading.Lock()
-        self._listeners = listeners
+        self._init_stream(uuid.uuid4().hex[:12], listeners)
         self.emit(vocab.JOB, None, {"kind": vocab.VALIDATE, "framework": framework, "world_size": 0,
                                     "source": line, "ranks": []})
         self.emit(vocab.STATUS, None, {"state": vocab.RUNNING})
 
-    def emit(self, kind: str, rank: int | None, data: dict[str, Any]) -> Event:
-        with self._lock:
-            ev = Event(self.id, self._seq, kind, rank, data)
-            self._seq += 1
-            self.snapshot.apply(ev)
-        for fn in self._listeners:
-            fn(ev)
-        return ev
 
 
 # ---------------------------------------------------------------------------- entry point

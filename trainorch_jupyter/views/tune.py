@@ -261,3 +261,20 @@ def show_static(snap: Snapshot) -> None:
         display(panel.bundle(study_text(snap)), raw=True)
     except ImportError:
         display({"text/plain": study_text(snap)}, raw=True)
+
+
+def outcome_text(job: Any) -> str:
+    """What a finished search printed last: the first failed trial's traceback, then the best."""
+    lines = []
+    if job.failures:
+        number, tb = job.failures[0]
+        more = len(job.failures) - 1
+        lines.append(f"trial {number} failed:\n{tb}" + (f"\n({more} more failed trials; see the table)" if more else ""))
+    try:
+        if len(job.directions) == 1:
+            lines.append(f"best_params: {job.study.best_params}\nbest_value: {job.study.best_value:.6g}")
+        else:
+            lines.append(f"best trials (Pareto front): {[t.number for t in job.study.best_trials]}")
+    except ValueError:
+        lines.append("no trial completed: there is no best value yet")
+    return "\n".join(lines)
