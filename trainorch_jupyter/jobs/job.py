@@ -49,6 +49,23 @@ class RankPlan:
     spec: dict[str, Any] = field(default_factory=dict)
 
 
+class JobInterrupted(KeyboardInterrupt):
+    """The kernel was interrupted while a job ran, and the job was cancelled.
+
+    A KeyboardInterrupt (so "Run All" stops, and ``except KeyboardInterrupt`` works) that
+    shows as one line: the frames of our wait loop say nothing to the user.
+    """
+
+    def __init__(self, what: str = "the job") -> None:
+        super().__init__(f"{what} was cancelled on every engine; the pool is ready for the next cell")
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"KeyboardInterrupt: {self}"]
+
+
+JobInterrupted.__name__ = JobInterrupted.__qualname__ = "KeyboardInterrupt"  # what the notebook reports
+
+
 class DistributedError(RuntimeError):
     """A rank failed.  Shown in the notebook without the kernel-side traceback."""
 
@@ -484,7 +501,7 @@ def block_until_done(job: Any, timeout: float | None, on_tick: Callable[[Any], N
                 continue  # already stopping: a second interrupt changes nothing
         if on_tick is not None:
             on_tick(job)
-        raise KeyboardInterrupt() from None
+        raise JobInterrupted(f"job {job.id}") from None
     if on_tick is not None:
         on_tick(job)
     if job.error is not None:

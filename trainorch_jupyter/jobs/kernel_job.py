@@ -38,7 +38,7 @@ import ipyparallel as ipp
 from .. import backends, model
 from ..pool.engine_pool import EnginePool
 from ..pool.remote import call
-from .job import LATE_OUTPUT, DistributedError, Job, RankPlan
+from .job import LATE_OUTPUT, DistributedError, Job, JobInterrupted, RankPlan
 from .launch import cell_filename, plan
 from .source import to_python
 
@@ -368,7 +368,7 @@ class KernelJob(Job):
         timer.daemon = True
         timer.start()
         if user_interrupt:
-            raise KeyboardInterrupt() from None
+            raise JobInterrupted(f"job {self.id}") from None
         if self.error is not None:
             raise self.error
         if error is not None:
