@@ -269,11 +269,8 @@ def runs(limit: int = 20) -> str:
     st = store()
     _flush_store()
     listed = st.jobs(limit)
-    final = {}
-    for j in listed:
-        detail = st.job(j["id"])
-        final[j["id"]] = (detail["ranks"][0]["metrics"] if detail and detail["ranks"] else {})
-    return jobs_table(listed, final)
+    final, verdicts = st.final_figures(listed)
+    return jobs_table(listed, final, verdicts)
 
 
 def run_detail(job_id: str, tail: int = 10) -> str:

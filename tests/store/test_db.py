@@ -202,3 +202,32 @@ def test_a_store_from_an_older_version_is_migrated_keeping_its_jobs(tmp_path):
     st = RunStore(path)
     assert st.version() == MIGRATIONS[-1][0] >= 3
     assert st.job("old1")["state"] == "done" and st.trials("old1") == [] and st.validations() == []
+
+
+def test_runs_table_shows_a_studys_best_and_a_validations_verdict(tmp_path):
+    from trainorch_jupyter.views.runs import jobs_table
+
+    st = RunStore(str(tmp_path / "runs.sqlite"))
+    st.write_events(job_events("dist01"))
+    study = {"name": "s", "directions": ["maximize"], "n_trials": 2}
+    st.write_events([
+        Event("tune01", 0, model.JOB, None, {"kind": model.TUNE, "study": study, "source": "%tune f"}),
+        Event("tune01", 1, model.TRIAL_UPDATE, None, {"number": 0, "state": "COMPLETE", "value": 0.5}),
+        Event("tune01", 2, model.TRIAL_UPDATE, None, {"number": 1, "state": "COMPLETE", "value": 0.75}),
+        Event("tune01", 3, model.STATUS, None, {"state": model.DONE}),
+    ])
+    for job, passed in (("valok1", True), ("valbad", False)):
+        st.write_events([
+            Event(job, 0, model.JOB, None, {"kind": model.VALIDATE, "framework": "sklearn", "source": "%validate m"}),
+            Event(job, 1, model.VALIDATION, None, {"metrics": {"accuracy": 0.9, "confusion_matrix": [[1]]},
+                                                   "passed": passed}),
+            Event(job, 2, model.STATUS, None, {"state": model.DONE}),
+        ])
+    jobs = st.jobs()
+    final, verdicts = st.final_figures(jobs)
+    assert final["tune01"] == {"best": 0.75, "trial": 1} and final["dist01"] == {"loss": pytest.approx(1 / 3)}
+    assert final["valbad"] == {"accuracy": 0.9} and verdicts == {"valok1": "passed", "valbad": "gate failed"}
+    rows = {line.split()[0]: line for line in jobs_table(jobs, final, verdicts).splitlines()[1:]}
+    assert "validate:sklearn" in rows["valbad"] and " gate failed " in rows["valbad"]
+    assert " passed " in rows["valok1"] and " tune " in rows["tune01"] and "best=0.75" in rows["tune01"]
+    assert " torch " in rows["dist01"] and " done " in rows["dist01"]

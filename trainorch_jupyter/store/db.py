@@ -405,6 +405,26 @@ class RunStore:
         rows = self.connect().execute("SELECT * FROM events WHERE job_id=? ORDER BY seq", (job_id,)).fetchall()
         return [dict(r, data=json.loads(r["data"] or "{}")) for r in rows]
 
+    def final_figures(self, jobs: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """What ``%runs`` shows of each job: its final metrics (rank 0's; a study's best trial; a
+        validation's metrics) and, for validations, the gate's verdict."""
+        final: dict[str, dict[str, Any]] = {}
+        verdicts: dict[str, str] = {}
+        studies = {s["job_id"]: s for s in self.studies(limit=200)} if any(j["kind"] == "tune" for j in jobs) else {}
+        for j in jobs:
+            if j["kind"] == "validate":
+                v = self.validation(j["id"])
+                if v is not None:
+                    final[j["id"]] = {k: x for k, x in v["metrics"].items() if isinstance(x, (int, float))}
+                    verdicts[j["id"]] = "passed" if v["passed"] else "gate failed"
+            elif j["kind"] == "tune":
+                best = (studies.get(j["id"]) or {}).get("best")
+                final[j["id"]] = {"best": best["value"], "trial": best["number"]} if best else {}
+            else:
+                detail = self.job(j["id"])
+                final[j["id"]] = detail["ranks"][0]["metrics"] if detail and detail["ranks"] else {}
+        return final, verdicts
+
     # studies and trials (%tune) ...........................................................
     def studies(self, limit: int = 20, name: str | None = None) -> list[dict[str, Any]]:
         """Study runs, newest first: the study's fields, its job's state, trial counts and best."""

@@ -28,14 +28,22 @@ def table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def jobs_table(jobs: list[dict[str, Any]], final_metrics: dict[str, dict[str, Any]]) -> str:
+def jobs_table(jobs: list[dict[str, Any]], final_metrics: dict[str, dict[str, Any]],
+               verdicts: dict[str, str] | None = None) -> str:
+    """One row a job.  Studies and validations say so in the framework column; a validation's
+    state is its gate's verdict once it has run."""
     if not jobs:
         return "No jobs yet: run a %%distribute cell."
+    verdicts = verdicts or {}
     rows = [["id", "cell", "framework", "ranks", "state", "duration", "metrics"]]
     for j in jobs:
+        framework = j.get("framework") or "python"
+        if j.get("kind") in ("tune", "validate"):
+            framework = j["kind"] if not j.get("framework") else f"{j['kind']}:{j['framework']}"
+        state = verdicts.get(j["id"], j["state"]) if j["state"] == "done" else j["state"]
         rows.append([
-            j["id"], _first_line(j.get("source")), j.get("framework") or "python", str(j.get("world_size") or ""),
-            j["state"], _duration(j), fmt_metrics(final_metrics.get(j["id"], {})),
+            j["id"], _first_line(j.get("source")), framework, str(j.get("world_size") or ""),
+            state, _duration(j), fmt_metrics(final_metrics.get(j["id"], {})),
         ])
     return table(rows)
 
