@@ -169,7 +169,8 @@ class TrainorchMagics(Magics):
                 opts, extra = _parse(parser, argv[2:])
                 if extra:
                     raise UsageError(f"%runs logs: unknown option {extra[0]}")
-                print(api.run_log(argv[1], opts.rank), end="")
+                text = api.run_log(argv[1], opts.rank)
+                print(text if text else f"(rank {opts.rank} printed nothing)", end="" if text else "\n")
             elif argv[0] == "compare" and len(argv) >= 3:
                 text, history = api.run_compare(argv[1:])
                 print(text)
