@@ -25,6 +25,19 @@ from ..model import FAILED, JOB_ROW, Snapshot
 from .text import fmt_metrics, fmt_value, progress, status_text
 
 MAX_RATE = 10.0        # updates per second, at most
+
+
+def refresh_until_done(job: Any, panel: Any) -> None:
+    """A panel's background thread: redraw from the job's Snapshot until the job ends, then once more.
+
+    A failed redraw never ends the loop (the next one may well work)."""
+    while not job.done:
+        try:
+            panel.update(job.snapshot)
+        except Exception:
+            pass
+        time.sleep(1.0 / MAX_RATE)
+    panel.update(job.snapshot, force=True)
 LOGS_EVERY = 0.5       # seconds between log tab refreshes (a tab is re-sent whole)
 KEEP_PANELS = 20       # panels kept alive in the kernel; older (finished) ones are closed
 CHART_EVERY = 1.0      # seconds between chart redraws
@@ -295,13 +308,7 @@ class PanelView:
                 self.panel.add_lines({ev.rank: (lines, 0)})
 
     def _loop(self) -> None:
-        while not self.job.done:
-            try:
-                self.panel.update(self.job.snapshot)
-            except Exception:
-                pass
-            time.sleep(1.0 / MAX_RATE)
-        self.panel.update(self.job.snapshot, force=True)
+        refresh_until_done(self.job, self.panel)
 
     def close(self) -> None:
         """Close the widgets (their models leave the kernel and the browser)."""

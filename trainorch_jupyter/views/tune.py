@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from ..model import Snapshot
-from .panel import MAX_RATE, STATE_COLOURS, _fmt_secs, stop_html
+from .panel import MAX_RATE, STATE_COLOURS, _fmt_secs, refresh_until_done, stop_html
 from .text import fmt_value
 
 TRIAL_COLOURS = {"RUNNING": "#1e88e5", "COMPLETE": "#43a047", "PRUNED": "#fb8c00", "FAIL": "#e53935",
@@ -234,13 +234,7 @@ class TunePanelView:
         self.thread.start()
 
     def _loop(self) -> None:
-        while not self.job.done:
-            try:
-                self.panel.update(self.job.snapshot)
-            except Exception:
-                pass
-            time.sleep(1.0 / MAX_RATE)
-        self.panel.update(self.job.snapshot, force=True)
+        refresh_until_done(self.job, self.panel)
 
     def final(self) -> None:
         from IPython.display import display
